@@ -1,0 +1,66 @@
+"""Activation kernels and their derivatives (see graphnet/ops/activations.py for the formulas)."""
+import numpy as np
+
+KERNELS = ("relu", "relu_grad", "leaky_relu", "leaky_relu_grad", "elu", "elu_grad", "sigmoid", "sigmoid_grad",
+           "tanh", "tanh_grad", "softmax", "softmax_grad", "log_softmax", "log_softmax_grad")
+
+
+def relu(out, x):
+    np.maximum(x, 0, out=out)
+
+
+def relu_grad(out, dy, x):
+    np.multiply(dy, x > 0, out=out)
+
+
+def leaky_relu(out, x, *, slope):
+    out[...] = np.where(x > 0, x, slope * x)
+
+
+def leaky_relu_grad(out, dy, x, *, slope):
+    out[...] = np.where(x > 0, dy, slope * dy)
+
+
+def elu(out, x, *, alpha):
+    out[...] = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def elu_grad(out, dy, x, y, *, alpha):
+    out[...] = np.where(x > 0, dy, dy * (y + alpha))
+
+
+def sigmoid(out, x):
+    """1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) for x < 0: neither form overflows where it is used."""
+    e = np.exp(-np.abs(x))
+    out[...] = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_grad(out, dy, y):
+    out[...] = dy * y * (1 - y)
+
+
+def tanh(out, x):
+    np.tanh(x, out=out)
+
+
+def tanh_grad(out, dy, y):
+    out[...] = dy * (1 - y * y)
+
+
+def softmax(out, x, *, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    out[...] = e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_grad(out, dy, y, *, axis):
+    out[...] = y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
+
+
+def log_softmax(out, x, *, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    out[...] = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def log_softmax_grad(out, dy, y, *, axis):
+    out[...] = dy - np.exp(y) * np.sum(dy, axis=axis, keepdims=True)

@@ -1,0 +1,27 @@
+"""A counter-based random generator every backend can reproduce bit for bit.
+
+uniform(seed, counter, n)[i] = top 24 bits of splitmix64(key + i) / 2²⁴,  key = splitmix64(seed·2³² + counter)
+
+splitmix64 (Steele, Lea & Flood 2014) is a 64-bit mixing function: each output bit depends on every input bit,
+so consecutive indices give independent-looking numbers, and no generator state needs storing.
+"""
+import numpy as np
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def splitmix64(z):
+    z = np.asarray(z, dtype=np.uint64) + GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * MIX1
+    z = (z ^ (z >> np.uint64(27))) * MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def uniform(seed, counter, n):
+    """n floats in [0, 1), a pure function of (seed, counter)."""
+    with np.errstate(over="ignore"):
+        key = splitmix64(np.array([(seed << 32) + counter], dtype=np.uint64))[0]
+        bits = splitmix64(np.arange(n, dtype=np.uint64) + key)
+    return (bits >> np.uint64(40)).astype(np.float64) * 2.0 ** -24

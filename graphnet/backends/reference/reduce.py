@@ -1,0 +1,28 @@
+"""Reduction kernels and their adjoints."""
+import numpy as np
+
+KERNELS = ("sum", "mean", "max", "max_grad", "broadcast_to")
+
+
+def sum(out, x, *, axes, keepdims):
+    np.sum(x, axis=axes, keepdims=keepdims, out=out)
+
+
+def mean(out, x, *, axes, keepdims):
+    np.mean(x, axis=axes, keepdims=keepdims, out=out)
+
+
+def max(out, x, *, axes, keepdims):
+    np.max(x, axis=axes, keepdims=keepdims, out=out)
+
+
+def max_grad(out, dy, x, y, *, axes, keepdims):
+    """dy shared equally among the positions of x that equal the max."""
+    y_kept = y if keepdims else np.expand_dims(y, axes)
+    dy_kept = dy if keepdims else np.expand_dims(dy, axes)
+    winners = x == y_kept
+    out[...] = winners * (dy_kept / np.sum(winners, axis=axes, keepdims=True))
+
+
+def broadcast_to(out, dy, *, keep_shape, scale):
+    out[...] = np.reshape(dy, keep_shape) * scale

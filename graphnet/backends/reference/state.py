@@ -1,0 +1,8 @@
+"""assign: `out` is the variable's own storage, so copying the value into it updates the variable."""
+import numpy as np
+
+KERNELS = ("assign",)
+
+
+def assign(out, variable, value):
+    np.copyto(out, value)

@@ -1,0 +1,343 @@
+"""The static graph: `Graph`, the `Tensor` handles its nodes are, and the three kinds of source node.
+
+    g = gn.Graph()
+    with g:
+        x = gn.placeholder((None, 784), name="x")     # fed at run time; None = any size
+        w = gn.variable(np.zeros((784, 10), "float32"), name="w")   # state that lives across runs
+        y = x @ w                                      # an op: a node whose value is computed
+
+Nothing is computed while the graph is built: each op only checks its inputs' shapes and records itself.
+"""
+import contextlib
+
+import numpy as np
+
+from .errors import GraphError, ShapeError, ShapeRuleViolation, user_site
+from .op import Op
+
+
+def format_shape(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class Tensor:
+    """A node of the graph and the handle the user holds: the output of one op."""
+
+    def __init__(self, graph, op, inputs, attrs, name, shape, dtype, refs, site, phase):
+        self.graph = graph
+        self.op = op
+        self.inputs = inputs          # data inputs, in order
+        self.attrs = attrs            # static attributes (stride, axis, ...)
+        self.refs = refs              # tensors whose *shape* (not value) the op needs, e.g. a gradient's target
+        self.name = name
+        self.shape = shape            # tuple of ints, None where unknown until run time
+        self.dtype = dtype
+        self.site = site              # 'file.py:LINE' of the user code that created it
+        self.phase = phase            # 'forward', 'backward' or 'update'
+        self.id = len(graph.nodes)
+        self.side_effects = []        # nodes that must run whenever this one runs (batch norm's running statistics)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<Tensor '{self.name}' op={self.op.name} shape={format_shape(self.shape)} dtype={self.dtype}>"
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+    def __bool__(self):
+        raise GraphError(f"tensor '{self.name}' ({self.site}) has no value while the graph is built; "
+                         "compile it and run the program to get one")
+
+    # Python operators build ops; the functions live in graphnet.ops and are looked up lazily to avoid a cycle.
+    def __add__(self, other): return _ops().add(self, other)
+    def __radd__(self, other): return _ops().add(other, self)
+    def __sub__(self, other): return _ops().sub(self, other)
+    def __rsub__(self, other): return _ops().sub(other, self)
+    def __mul__(self, other): return _ops().mul(self, other)
+    def __rmul__(self, other): return _ops().mul(other, self)
+    def __truediv__(self, other): return _ops().div(self, other)
+    def __rtruediv__(self, other): return _ops().div(other, self)
+    def __neg__(self): return _ops().neg(self)
+    def __pow__(self, exponent): return _ops().pow(self, exponent)
+    def __matmul__(self, other): return _ops().matmul(self, other)
+    def __rmatmul__(self, other): return _ops().matmul(other, self)
+    def __getitem__(self, index): return _ops().getitem(self, index)
+
+    def reshape(self, *shape):
+        return _ops().reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+    def transpose(self, *axes):
+        return _ops().transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None))
+
+    @property
+    def T(self):
+        return _ops().transpose(self)
+
+    def numpy(self):
+        """The current value of a variable or constant (a copy)."""
+        return self._state("numpy()").read()
+
+    def assign_value(self, value):
+        """Set a variable's value from NumPy, outside any program (e.g. to load weights)."""
+        state = self._state("assign_value()")
+        value = np.asarray(value)
+        if value.shape != self.shape:
+            raise ShapeError(f"assign_value: variable '{self.name}' has shape {format_shape(self.shape)}, "
+                             f"the value has {format_shape(value.shape)}")
+        state.write(value.astype(self.dtype, copy=True))
+
+    def _state(self, what):
+        if self.op.name not in ("variable", "constant"):
+            raise GraphError(f"{what}: '{self.name}' is computed by {self.op.name}, not stored; compile a program "
+                             "that fetches it and run it to get its value")
+        return self.attrs["state"]
+
+    def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _ops().max(self, axis, keepdims)
+
+
+def _ops():
+    from . import ops
+    return ops
+
+
+class Graph:
+    """A container of nodes; `with graph:` makes it the one new ops go into."""
+
+    def __init__(self):
+        self.nodes = []
+        self._names = set()
+        self._scopes = []
+        self._phase = "forward"
+
+    def __enter__(self):
+        _graph_stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _graph_stack.pop()
+
+    def __repr__(self):
+        return f"<Graph with {len(self.nodes)} nodes>"
+
+    @contextlib.contextmanager
+    def name_scope(self, scope):
+        """Prefix the names of the nodes made inside, e.g. 'conv1/weight'."""
+        self._scopes.append(scope)
+        try:
+            yield
+        finally:
+            self._scopes.pop()
+
+    @contextlib.contextmanager
+    def phase(self, phase):
+        """Mark the nodes made inside as 'forward', 'backward' or 'update' (for the printed schedule)."""
+        previous, self._phase = self._phase, phase
+        try:
+            yield
+        finally:
+            self._phase = previous
+
+    def unique_name(self, base):
+        base = "/".join(self._scopes + [base])
+        name, k = base, 1
+        while name in self._names:
+            name, k = f"{base}_{k}", k + 1
+        self._names.add(name)
+        return name
+
+    def variables(self, trainable_only=False):
+        return [n for n in self.nodes if n.op.name == "variable" and (n.attrs["trainable"] or not trainable_only)]
+
+    def trainable_variables(self):
+        return self.variables(trainable_only=True)
+
+    def apply(self, op, inputs, attrs=None, name=None, refs=(), site=None):
+        """Add one node: check the inputs, run the op's shape rule, record where the user wrote it."""
+        attrs = {} if attrs is None else attrs
+        site = site or user_site()
+        for t in list(inputs) + list(refs):
+            if t.graph is not self:
+                raise GraphError(f"{op.name} ({site}): input '{t.name}' belongs to another graph; "
+                                 "build every op of one computation inside the same `with graph:` block")
+        node_name = self.unique_name(name or op.name)
+        try:
+            shape = tuple(op.infer_shape([t.shape for t in inputs], attrs, [t.shape for t in refs]))
+            dtype = np.dtype(op.infer_dtype([t.dtype for t in inputs], attrs))
+        except ShapeRuleViolation as violation:
+            raise ShapeError(f"{op.name} '{node_name}' ({site}): {violation}") from None
+        node = Tensor(self, op, list(inputs), attrs, node_name, shape, dtype, list(refs), site, self._phase)
+        self.nodes.append(node)
+        return node
+
+
+_default_graph = Graph()
+_graph_stack = []
+
+
+def get_default_graph():
+    """The graph new ops go into: the innermost `with graph:` block, else a global default graph."""
+    return _graph_stack[-1] if _graph_stack else _default_graph
+
+
+def reset_default_graph():
+    global _default_graph
+    _default_graph = Graph()
+    return _default_graph
+
+
+def name_scope(scope):
+    return get_default_graph().name_scope(scope)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Source nodes: placeholder, variable, constant.
+
+class Placeholder(Op):
+    name = "placeholder"
+    differentiable = False
+
+    def infer_shape(self, in_shapes, attrs, ref_shapes):
+        return attrs["shape"]
+
+    def infer_dtype(self, in_dtypes, attrs):
+        return attrs["dtype"]
+
+    def flops(self, in_shapes, out_shape, attrs):
+        return 0
+
+
+class VariableState:
+    """The value of a variable or constant. Each backend that runs it keeps one storage array for it, made once;
+    the value lives in whichever was written last, and moves to another backend when a program there runs."""
+
+    def __init__(self, value):
+        self.host = value              # the value while no backend holds a newer one
+        self.storages = {}             # backend -> its storage array, stable for the variable's life
+        self.latest = None             # the backend holding the newest value, or None for `host`
+
+    def on(self, backend):
+        """This backend's storage, holding the newest value. The caller may write it."""
+        storage = self.storages.get(backend)
+        if storage is None:
+            storage = self.storages[backend] = backend.from_host(self.read())
+        elif self.latest is not backend:
+            backend.copy_in(storage, self.read())
+        self.latest = backend
+        return storage
+
+    def read(self):
+        """A host copy of the newest value."""
+        if self.latest is None:
+            return self.host.copy()
+        return self.latest.to_host(self.storages[self.latest])
+
+    def write(self, value):
+        self.host = value
+        self.latest = None
+
+
+class Source(Op):
+    """A variable or constant: a node whose value is stored, not computed."""
+    differentiable = False
+
+    def infer_shape(self, in_shapes, attrs, ref_shapes):
+        return attrs["state"].host.shape
+
+    def infer_dtype(self, in_dtypes, attrs):
+        return attrs["state"].host.dtype
+
+    def flops(self, in_shapes, out_shape, attrs):
+        return 0
+
+
+class VariableOp(Source):
+    name = "variable"
+
+
+class ConstantOp(Source):
+    name = "constant"
+
+
+FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float64"))
+
+
+def _as_dtype(dtype, what, site):
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise GraphError(f"{what} ({site}): dtype {dtype!r} is not a NumPy dtype; use 'float32', 'float64' "
+                         "or 'int64'") from None
+
+
+def placeholder(shape, dtype="float32", name=None):
+    """A value fed at run time: `prog.run({x: batch})`. `None` in `shape` means any size (usually the batch)."""
+    site = user_site()
+    dtype = _as_dtype(dtype, "placeholder", site)
+    if isinstance(shape, int) or shape is None:
+        raise GraphError(f"placeholder ({site}): shape must be a tuple such as (None, 784), got {shape!r}")
+    shape = tuple(shape)
+    for d in shape:
+        if not (d is None or (isinstance(d, (int, np.integer)) and d >= 0)):
+            raise GraphError(f"placeholder ({site}): shape {shape} has {d!r}; each size must be an int >= 0 "
+                             "or None for 'any size'")
+    shape = tuple(None if d is None else int(d) for d in shape)
+    return get_default_graph().apply(Placeholder(), [], {"shape": shape, "dtype": dtype}, name=name, site=site)
+
+
+def variable(value, name=None, trainable=True, dtype=None):
+    """State that keeps its value across runs (weights). `value` is copied; float arrays default to float32 only
+    when given as Python lists."""
+    site = user_site()
+    array = _to_array(value, dtype, site)
+    state = VariableState(array)
+    return get_default_graph().apply(VariableOp(), [], {"state": state, "trainable": bool(trainable)},
+                                     name=name or "variable", site=site)
+
+
+def constant(value, dtype=None, name=None):
+    """A fixed value baked into the graph."""
+    site = user_site()
+    array = _to_array(value, dtype, site)
+    return get_default_graph().apply(ConstantOp(), [], {"state": VariableState(array)},
+                                     name=name or "constant", site=site)
+
+
+def _to_array(value, dtype, site):
+    if isinstance(value, Tensor):
+        raise GraphError(f"({site}): expected a NumPy value, got the tensor '{value.name}'")
+    if dtype is None and not isinstance(value, np.ndarray):
+        array = np.asarray(value)
+        if array.dtype.kind == "f":
+            array = array.astype("float32")
+    else:
+        array = np.asarray(value, dtype=None if dtype is None else _as_dtype(dtype, "value", site))
+    return np.ascontiguousarray(array).copy()
+
+
+def as_tensor(value, like=None):
+    """A tensor for `value`: tensors pass through; numbers and arrays become constants (of `like`'s dtype for
+    Python scalars, so `x * 2` keeps x's float32)."""
+    if isinstance(value, Tensor):
+        return value
+    graph = like.graph if like is not None else get_default_graph()
+    with _graph_context(graph):
+        if like is not None and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            return constant(np.asarray(value, dtype=like.dtype))
+        return constant(value)
+
+
+@contextlib.contextmanager
+def _graph_context(graph):
+    _graph_stack.append(graph)
+    try:
+        yield
+    finally:
+        _graph_stack.pop()

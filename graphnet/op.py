@@ -1,0 +1,46 @@
+"""The `Op` protocol: what every operation of the graph declares, once, for every backend.
+
+An op is four things, kept apart as in PyTensor/Theano:
+
+* a shape rule, `infer_shape` (run at build time with `None` for unknown sizes, and again at compile time with
+  the concrete sizes of the feeds),
+* a gradient rule, `gradient`, written with other ops so that the backward pass is part of the same graph,
+* a cost, `flops`,
+* the name of its kernel, `name`, which each backend implements.
+"""
+import math
+
+
+class Op:
+    name = None          # the op's name and the name of the kernel each backend registers for it
+    differentiable = True
+    view_of_input = None  # index of the input whose buffer the output shares (reshape is free), else None
+
+    def infer_shape(self, in_shapes, attrs, ref_shapes):
+        """Output shape from input shapes. Raise `ShapeRuleViolation` with the formula when the rule is broken."""
+        raise NotImplementedError(f"op {type(self).__name__} must define infer_shape")
+
+    def infer_dtype(self, in_dtypes, attrs):
+        return in_dtypes[0]
+
+    def gradient(self, node, dy):
+        """Gradients with respect to `node.inputs` (one entry each, None where there is none), as graph tensors."""
+        from .errors import GraphError
+        raise GraphError(f"op {self.name!r} has no gradient rule; gradients of gradients (second derivatives) "
+                         "are not supported for it")
+
+    def flops(self, in_shapes, out_shape, attrs):
+        """Floating-point operations for one execution; by default one per output element."""
+        return numel(out_shape)
+
+    def kernel_params(self, in_shapes, out_shape, attrs, ref_shapes):
+        """Keyword arguments the kernel receives, computed once at compile time from the concrete shapes."""
+        return dict(attrs)
+
+    def describe(self, attrs):
+        """A short reading of the attributes for the printed schedule, e.g. 'stride=2 pad=1'."""
+        return ""
+
+
+def numel(shape):
+    return math.prod(shape)

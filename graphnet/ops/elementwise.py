@@ -1,0 +1,243 @@
+"""Elementwise arithmetic with NumPy broadcasting: add, sub, mul, div, neg, exp, log, sqrt, pow, maximum, minimum.
+
+Gradients of broadcast inputs are summed back to the input's shape by `sum_to` (the adjoint of broadcasting).
+"""
+import numpy as np
+
+from ..errors import ShapeRuleViolation
+from ..op import Op, numel
+from ._util import apply, broadcast_shapes, tensors
+
+
+class Broadcasting(Op):
+    """An op whose inputs broadcast against each other, like NumPy's."""
+
+    def infer_shape(self, in_shapes, attrs, ref_shapes):
+        out = broadcast_shapes(*in_shapes)
+        static = attrs.get("static_shapes")
+        if static is not None and all(d is not None for s in in_shapes for d in s):
+            check_unknowns_equal(static, in_shapes, out)
+        return out
+
+    def infer_dtype(self, in_dtypes, attrs):
+        return np.result_type(*in_dtypes)
+
+    def kernel_params(self, in_shapes, out_shape, attrs, ref_shapes):
+        return {k: v for k, v in attrs.items() if k != "static_shapes"}
+
+
+def check_unknowns_equal(static_shapes, shapes, out):
+    """Sizes declared None on both sides were assumed equal at build time; hold the feeds to that."""
+    static_out = broadcast_shapes(*static_shapes)
+    rank = len(out)
+    for i, (static, shape) in enumerate(zip(static_shapes, shapes)):
+        offset = rank - len(shape)
+        for axis, (s, d) in enumerate(zip(static, shape)):
+            if s is None and static_out[axis + offset] is None and d != out[axis + offset]:
+                raise ShapeRuleViolation(
+                    f"input {i + 1} has size {d} on axis {axis} where the result has {out[axis + offset]}; both "
+                    "were declared None (any size), which graphnet takes to mean equal. Broadcasting over a size "
+                    "unknown at build time is not supported: declare that size as 1")
+
+
+def broadcasting(op, *values, name=None):
+    inputs = tensors(*values)
+    return apply(op, inputs, {"static_shapes": [t.shape for t in inputs]}, name=name)
+
+
+def sum_to(dy, like):
+    """Sum `dy` over the axes along which `like` was broadcast, giving `like`'s shape (identity if none).
+
+    Equal shapes need no sum even with None sizes: unknown sizes on both sides of a broadcast are held equal
+    when the program runs (see `check_unknowns_equal`)."""
+    if dy.shape == like.shape:
+        return dy
+    return apply(SumTo(), [dy], refs=[like], name="sum_to")
+
+
+class SumTo(Op):
+    name = "sum_to"
+
+    def infer_shape(self, in_shapes, attrs, ref_shapes):
+        return ref_shapes[0]
+
+    def flops(self, in_shapes, out_shape, attrs):
+        return numel(in_shapes[0])
+
+    def kernel_params(self, in_shapes, out_shape, attrs, ref_shapes):
+        (shape,), target = in_shapes, ref_shapes[0]
+        lead = len(shape) - len(target)
+        axes = tuple(range(lead)) + tuple(lead + a for a, d in enumerate(target) if d == 1 and shape[lead + a] != 1)
+        return {"axes": axes}
+
+    def gradient(self, node, dy):
+        from .reduce import broadcast_to
+        return [broadcast_to(dy, node.inputs[0])]
+
+
+class Add(Broadcasting):
+    name = "add"
+
+    def gradient(self, node, dy):
+        a, b = node.inputs
+        return [sum_to(dy, a), sum_to(dy, b)]
+
+
+class Sub(Broadcasting):
+    name = "sub"
+
+    def gradient(self, node, dy):
+        a, b = node.inputs
+        return [sum_to(dy, a), sum_to(neg(dy), b)]
+
+
+class Mul(Broadcasting):
+    name = "mul"
+
+    def gradient(self, node, dy):
+        a, b = node.inputs
+        return [sum_to(mul(dy, b), a), sum_to(mul(dy, a), b)]
+
+
+class Div(Broadcasting):
+    name = "div"
+
+    def gradient(self, node, dy):
+        a, b = node.inputs
+        da = div(dy, b)                               # d(a/b)/da = 1/b
+        db = neg(div(mul(dy, node), b))               # d(a/b)/db = -a/b² = -(a/b)/b
+        return [sum_to(da, a), sum_to(db, b)]
+
+
+class Maximum(Broadcasting):
+    name = "maximum"
+
+    def gradient(self, node, dy):
+        a, b = node.inputs
+        return [sum_to(apply(SelectGrad(), [dy, a, b], {"pick": "max_first"}), a),
+                sum_to(apply(SelectGrad(), [dy, a, b], {"pick": "max_second"}), b)]
+
+
+class Minimum(Broadcasting):
+    name = "minimum"
+
+    def gradient(self, node, dy):
+        a, b = node.inputs
+        return [sum_to(apply(SelectGrad(), [dy, a, b], {"pick": "min_first"}), a),
+                sum_to(apply(SelectGrad(), [dy, a, b], {"pick": "min_second"}), b)]
+
+
+class SelectGrad(Broadcasting):
+    """dy where the chosen input won the max/min (ties go to the first input), 0 elsewhere."""
+    name = "select_grad"
+    differentiable = False
+
+    def infer_dtype(self, in_dtypes, attrs):
+        return in_dtypes[0]
+
+    def describe(self, attrs):
+        return attrs["pick"]
+
+
+class Unary(Op):
+    def infer_shape(self, in_shapes, attrs, ref_shapes):
+        return in_shapes[0]
+
+
+class Neg(Unary):
+    name = "neg"
+
+    def gradient(self, node, dy):
+        return [neg(dy)]
+
+
+class Exp(Unary):
+    name = "exp"
+
+    def gradient(self, node, dy):
+        return [mul(dy, node)]                         # (e^x)' = e^x
+
+
+class Log(Unary):
+    name = "log"
+
+    def gradient(self, node, dy):
+        return [div(dy, node.inputs[0])]               # (ln x)' = 1/x
+
+
+class Sqrt(Unary):
+    name = "sqrt"
+
+    def gradient(self, node, dy):
+        return [div(dy, mul(node, 2.0))]               # (√x)' = 1/(2√x)
+
+
+class Pow(Unary):
+    """x ** p for a constant exponent p."""
+    name = "pow"
+
+    def describe(self, attrs):
+        return f"p={attrs['exponent']:g}"
+
+    def gradient(self, node, dy):
+        p = node.attrs["exponent"]                     # (x^p)' = p x^(p-1)
+        x = node.inputs[0]
+        if p == 2:
+            return [mul(dy, mul(x, 2.0))]
+        return [mul(dy, mul(pow(x, p - 1), float(p)))]
+
+
+def add(a, b, name=None):
+    """a + b, broadcasting."""
+    return broadcasting(Add(), a, b, name=name)
+
+
+def sub(a, b, name=None):
+    """a - b, broadcasting."""
+    return broadcasting(Sub(), a, b, name=name)
+
+
+def mul(a, b, name=None):
+    """a * b elementwise, broadcasting."""
+    return broadcasting(Mul(), a, b, name=name)
+
+
+def div(a, b, name=None):
+    """a / b elementwise, broadcasting."""
+    return broadcasting(Div(), a, b, name=name)
+
+
+def maximum(a, b, name=None):
+    """max(a, b) elementwise; the gradient goes to `a` where they tie."""
+    return broadcasting(Maximum(), a, b, name=name)
+
+
+def minimum(a, b, name=None):
+    """min(a, b) elementwise; the gradient goes to `a` where they tie."""
+    return broadcasting(Minimum(), a, b, name=name)
+
+
+def neg(x, name=None):
+    return apply(Neg(), tensors(x), name=name)
+
+
+def exp(x, name=None):
+    return apply(Exp(), tensors(x), name=name)
+
+
+def log(x, name=None):
+    """Natural logarithm."""
+    return apply(Log(), tensors(x), name=name)
+
+
+def sqrt(x, name=None):
+    return apply(Sqrt(), tensors(x), name=name)
+
+
+def pow(x, exponent, name=None):
+    """x ** exponent for a constant (Python number) exponent."""
+    if not isinstance(exponent, (int, float, np.integer, np.floating)) or isinstance(exponent, bool):
+        from ..errors import GraphError
+        raise GraphError(f"pow: the exponent must be a Python number, got {type(exponent).__name__}; "
+                         "for a tensor exponent write exp(b * log(a))")
+    return apply(Pow(), tensors(x), {"exponent": float(exponent)}, name=name)

@@ -1,0 +1,329 @@
+"""Program: a compiled schedule, run many times with new feeds.
+
+The first run with a new combination of feed shapes makes a *plan* for it — concrete shapes, kernel parameters,
+the memory plan and the buffers — and keeps it; every later run with those shapes only copies the feeds in, calls
+the kernels in order and copies the fetches out. `print(prog)` shows the schedule as a table.
+"""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import FeedError, GraphError, ShapeError, ShapeRuleViolation
+from .graph import Tensor, format_shape
+from .memory import Buffer, plan_offsets
+from .op import numel
+
+
+class RngState:
+    """The run counter that keys counter-based random ops (dropout): run k draws stream k of each seed."""
+
+    def __init__(self):
+        self.counter = 0
+
+
+@dataclass
+class Step:
+    node: Tensor
+    kernel: object          # fn(out, *inputs, **params), or None for a free view
+    label: str
+    params: dict
+    out: object = None
+    ins: list = field(default_factory=list)
+    flops: int = 0
+    nbytes: int = 0         # bytes read + written
+
+
+@dataclass
+class Plan:
+    """Everything a run with one combination of feed shapes needs, made once."""
+    shapes: dict
+    steps: list
+    buffers: list
+    arena_nbytes: int
+    naive_nbytes: int
+    values: dict            # node -> its array (arena view, variable storage or feed buffer)
+    calls: list             # (fn, out, ins, params) for the steps that run a kernel
+    call_nodes: list        # the node of each call, for error messages
+
+
+class Program:
+    def __init__(self, fetches, single, order, nodes, backend, reuse_memory):
+        self.fetches = fetches
+        self.single = single
+        self.order = order
+        self.backend = backend
+        self.reuse_memory = reuse_memory
+        by_id = sorted(nodes, key=lambda n: n.id)
+        self.nodes = by_id
+        self.placeholders = [n for n in by_id if n.op.name == "placeholder"]
+        self.stored = [n for n in by_id if n.op.name in ("variable", "constant")]
+        self.rng = RngState()
+        self._plans = {}
+        self._last_plan = None
+
+    # -- running -------------------------------------------------------------------------------------------------
+    def run(self, feeds=None):
+        """Feed the placeholders, run the schedule, return the fetches as NumPy arrays (in the fetches' form)."""
+        arrays = self._check_feeds(feeds or {})
+        plan = self._plan_for(arrays)
+        backend = self.backend
+        for node in self.stored:
+            node.attrs["state"].on(backend)       # pull values written elsewhere (host, another device)
+        for node, array in arrays.items():
+            backend.copy_in(plan.values[node], array)
+        self.rng.counter += 1
+        for index, (fn, out, ins, params) in enumerate(plan.calls):
+            try:
+                fn(out, *ins, **params)
+            except Exception as error:
+                node = plan.call_nodes[index]
+                error.add_note(f"while running {node.op.name} '{node.name}' created at {node.site}")
+                raise
+        results = [backend.to_host(plan.values[f]) for f in self.fetches]
+        return results[0] if self.single else results
+
+    def _check_feeds(self, feeds):
+        if not isinstance(feeds, dict):
+            raise FeedError(f"feeds must be a dict {{placeholder: array}}, got {type(feeds).__name__}")
+        by_name = {p.name: p for p in self.placeholders}
+        arrays = {}
+        for key, value in feeds.items():
+            node = by_name.get(key) if isinstance(key, str) else key
+            if not isinstance(node, Tensor) or node.op.name != "placeholder":
+                what = f"'{key}'" if isinstance(key, str) else repr(key)
+                raise FeedError(f"cannot feed {what}: only placeholders are fed; this program's are "
+                                f"{', '.join(repr(p.name) for p in self.placeholders) or 'none'}")
+            if node not in self.placeholders:
+                continue                          # a placeholder these fetches do not need
+            arrays[node] = check_feed(node, value)
+        missing = [p for p in self.placeholders if p not in arrays]
+        if missing:
+            names = ", ".join(f"'{p.name}' {format_shape(p.shape)} {p.dtype}" for p in missing)
+            wanted = ", ".join(repr(f.name) for f in self.fetches)
+            raise FeedError(f"missing feeds: the fetches {wanted} need the placeholder(s) {names}; pass them as "
+                            f"prog.run({{{missing[0].name}: array, ...}})")
+        return arrays
+
+    def _plan_for(self, arrays):
+        key = tuple(arrays[p].shape for p in self.placeholders)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan({p: arrays[p].shape for p in self.placeholders})
+        self._last_plan = plan
+        return plan
+
+    # -- planning ------------------------------------------------------------------------------------------------
+    def _make_plan(self, feed_shapes):
+        backend = self.backend
+        shapes = self._concrete_shapes(feed_shapes)
+        steps = []
+        for node in self.order:
+            in_shapes = [shapes[i] for i in node.inputs]
+            params = node.op.kernel_params(in_shapes, shapes[node], node.attrs, [shapes[r] for r in node.refs])
+            if getattr(node.op, "uses_rng", False):
+                params["rng"] = self.rng
+            is_view = node.op.view_of_input is not None and self._can_alias(node)
+            kernel = None if is_view else backend.kernel(node.op.name)
+            label = "view (no copy)" if is_view else backend.kernel_label(node.op.name, params)
+            moved = (sum(numel(s) * i.dtype.itemsize for s, i in zip(in_shapes, node.inputs))
+                     + numel(shapes[node]) * node.dtype.itemsize)
+            steps.append(Step(node, kernel, label, params, flops=0 if is_view else
+                              node.op.flops(in_shapes, shapes[node], node.attrs), nbytes=0 if is_view else moved))
+        buffers, root = self._lifetimes(steps, shapes)
+        workspaces = []
+        for index, step in enumerate(steps):
+            if step.kernel is None:
+                continue
+            node = step.node
+            nbytes = backend.workspace_nbytes(node.op.name, step.params, [shapes[i] for i in node.inputs],
+                                              shapes[node], node.dtype)
+            if nbytes:
+                workspaces.append(Buffer(("workspace", index), nbytes, index, index))
+        all_buffers = buffers + workspaces
+        arena_nbytes = plan_offsets(all_buffers, reuse=self.reuse_memory)
+        naive = sum(b.nbytes for b in all_buffers)
+        arena = backend.allocate(max(arena_nbytes, 1))
+        values = {}
+        for node in self.stored:
+            values[node] = node.attrs["state"].on(backend)
+        for b in buffers:
+            values[b.key] = backend.view(arena, b.offset, shapes[b.key], b.key.dtype)
+        for index, step in enumerate(steps):
+            node = step.node
+            if node.op.name == "assign":
+                values[node] = values[node.inputs[0]]          # the variable's own storage
+            elif step.kernel is None:
+                values[node] = values[node.inputs[node.op.view_of_input]].reshape(shapes[node])
+        for b in workspaces:
+            steps[b.key[1]].params["workspace"] = backend.view(arena, b.offset, (b.nbytes,), np.uint8)
+        calls = []
+        for step in steps:
+            step.ins = [values[i] for i in step.node.inputs]
+            step.out = values[step.node]
+            if step.kernel is not None:
+                calls.append((step.kernel, step.out, step.ins, step.params))
+        call_nodes = [s.node for s in steps if s.kernel is not None]
+        return Plan(shapes, steps, all_buffers, arena_nbytes, naive, values, calls, call_nodes)
+
+    def _can_alias(self, node):
+        source = node.inputs[node.op.view_of_input]
+        return source.op.name not in ("variable", "constant")   # a view of stored state would see it change
+
+    def _concrete_shapes(self, feed_shapes):
+        shapes = {}
+        for node in self.nodes:
+            if node.op.name == "placeholder":
+                shapes[node] = tuple(feed_shapes[node])
+                continue
+            try:
+                shape = tuple(node.op.infer_shape([shapes[i] for i in node.inputs], node.attrs,
+                                                  [shapes[r] for r in node.refs]))
+            except ShapeRuleViolation as violation:
+                fed = ", ".join(f"'{p.name}' {format_shape(s)}" for p, s in feed_shapes.items())
+                raise ShapeError(f"{node.op.name} '{node.name}' ({node.site}): {violation} (with the feeds {fed})") from None
+            if len(shape) != len(node.shape) or any(d is not None and d != c for d, c in zip(node.shape, shape)):
+                raise GraphError(f"internal: {node.op.name} '{node.name}' inferred {format_shape(shape)} at run "
+                                 f"time but {format_shape(node.shape)} at build time")
+            shapes[node] = shape
+        return shapes
+
+    def _lifetimes(self, steps, shapes):
+        """One arena buffer per computed value (and per feed), live from its writer to its last reader. A view
+        extends the life of the buffer it looks into; an assignment writes variable storage, not the arena."""
+        root = {}
+        for step in steps:
+            node = step.node
+            if step.kernel is None:
+                root[node] = root.get(node.inputs[node.op.view_of_input], node.inputs[node.op.view_of_input])
+        buffers = {}
+        for p in self.placeholders:
+            buffers[p] = Buffer(p, numel(shapes[p]) * p.dtype.itemsize, -1, -1)
+        for index, step in enumerate(steps):
+            node = step.node
+            if step.kernel is not None and node.op.name != "assign":
+                buffers[node] = Buffer(node, numel(shapes[node]) * node.dtype.itemsize, index, index)
+            for i in node.inputs:
+                owner = root.get(i, i)
+                if owner in buffers:
+                    buffers[owner].last = max(buffers[owner].last, index)
+        end = len(steps)
+        for f in self.fetches:
+            owner = root.get(f, f)
+            if owner in buffers:
+                buffers[owner].last = end
+        return list(buffers.values()), root
+
+    # -- reading -------------------------------------------------------------------------------------------------
+    def plan(self, batch_size=None, feed_shapes=None):
+        """The plan for given feed shapes, or with every None size of the placeholders set to `batch_size`."""
+        if feed_shapes is None:
+            if batch_size is None and self._last_plan is not None:
+                return self._last_plan
+            n = 1 if batch_size is None else batch_size
+            feed_shapes = {p: tuple(n if d is None else d for d in p.shape) for p in self.placeholders}
+        key = tuple(tuple(feed_shapes[p]) for p in self.placeholders)
+        if key not in self._plans:
+            self._plans[key] = self._make_plan(feed_shapes)
+        return self._plans[key]
+
+    def __str__(self):
+        return self.describe()
+
+    def describe(self, batch_size=None):
+        """The schedule as a table: one row per step, forward then backward, and the memory plan's summary."""
+        fresh = self._last_plan is None or batch_size is not None
+        plan = self.plan(batch_size)
+        return format_schedule(self, plan, fresh and batch_size is None)
+
+    def profile(self, feeds=None, repeat=20):
+        """Time each step (median over `repeat` runs, in seconds); returns [(step, seconds)] and prints a table."""
+        self.run(feeds)
+        plan = self._last_plan
+        times = [[] for _ in plan.steps]
+        for _ in range(repeat):
+            for index, step in enumerate(plan.steps):
+                if step.kernel is None:
+                    continue
+                start = time.perf_counter()
+                step.kernel(step.out, *step.ins, **step.params)
+                times[index].append(time.perf_counter() - start)
+        result = [(s, float(np.median(t)) if t else 0.0) for s, t in zip(plan.steps, times)]
+        total = sum(t for _, t in result) or 1.0
+        print(f"{'step':>4}  {'op':<28} {'name':<30} {'time':>10} {'share':>6} {'GFLOP/s':>8}")
+        for index, (step, t) in enumerate(result):
+            rate = step.flops / t / 1e9 if t else 0.0
+            print(f"{index:>4}  {step.node.op.name:<28} {step.node.name:<30} {t * 1e6:>8.1f}µs {t / total:>6.1%} "
+                  f"{rate:>8.2f}")
+        return result
+
+
+def check_feed(node, value):
+    """The fed value as an array, after checking its rank, its known sizes and that its dtype converts safely."""
+    array = np.asarray(value)
+    expected = node.shape
+    if array.ndim != len(expected) or any(d is not None and d != a for d, a in zip(expected, array.shape)):
+        hint = ""
+        if len(expected) == 4 and array.ndim == 4 and expected[1] is not None and array.shape[3] == expected[1] \
+                and array.shape[1] != expected[1]:
+            hint = "; it looks NHWC: graphnet expects NCHW, use array.transpose(0, 3, 1, 2)"
+        elif array.ndim == len(expected) - 1:
+            hint = "; a size-1 axis is missing (a channel or batch axis?): use array[:, None] or array[None]"
+        raise FeedError(f"placeholder '{node.name}' ({node.site}) expects shape {format_shape(expected)} (None = any "
+                        f"size), got {format_shape(array.shape)}{hint}")
+    target = node.dtype
+    source = array.dtype
+    safe = (np.can_cast(source, target, "same_kind")
+            or (target.kind == "f" and source.kind in "iub"))
+    if not safe:
+        raise FeedError(f"placeholder '{node.name}' ({node.site}) has dtype {target}; a {source} array does not "
+                        f"convert safely" + (" (floats are not class labels: round them and cast to int64)"
+                                             if target.kind in "iu" and source.kind == "f" else ""))
+    return array
+
+
+def _si(value, unit=""):
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {prefix}{unit}".rstrip()
+    return f"{value:.0f} {unit}".rstrip()
+
+
+def _bytes(n):
+    for scale, unit in ((2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def format_schedule(program, plan, guessed_batch):
+    steps = plan.steps
+    phases = {}
+    for s in steps:
+        phases[s.node.phase] = phases.get(s.node.phase, 0) + 1
+    counts = ", ".join(f"{n} {p}" for p, n in phases.items())
+    feeds = ", ".join(f"{p.name} {format_shape(plan.shapes[p])}" for p in program.placeholders) or "none"
+    lines = [f"Program on '{program.backend.name}': {len(steps)} steps ({counts})",
+             f"  feeds: {feeds}" + ("   [None sizes shown as 1: run the program, or describe(batch_size=N)]"
+                                    if guessed_batch and any(None in p.shape for p in program.placeholders) else ""),
+             f"  fetches: {', '.join(f.name for f in program.fetches)}", ""]
+    header = (f"{'#':>3}  {'phase':<8} {'op':<30} {'name':<34} {'output shape':<18} {'FLOPs':>10} {'bytes':>10}"
+              f"  kernel")
+    lines += [header, "-" * len(header)]
+    previous = None
+    for index, s in enumerate(steps):
+        node = s.node
+        if previous is not None and node.phase != previous:
+            lines.append("")
+        previous = node.phase
+        op = node.op.name + (f" {node.op.describe(node.attrs)}" if node.op.describe(node.attrs) else "")
+        lines.append(f"{index:>3}  {node.phase:<8} {op:<30.30} {node.name:<34.34} "
+                     f"{format_shape(plan.shapes[node]):<18} {_si(s.flops):>10} {_bytes(s.nbytes):>10}  {s.label}")
+    total_flops = sum(s.flops for s in steps)
+    stored = sum(numel(plan.shapes[n]) * n.dtype.itemsize for n in program.stored)
+    saved = 1 - plan.arena_nbytes / plan.naive_nbytes if plan.naive_nbytes else 0.0
+    lines += ["", f"total: {_si(total_flops, 'FLOP')} per run",
+              f"memory plan: {len(plan.buffers)} buffers in one arena of {_bytes(plan.arena_nbytes)} (planned peak) "
+              f"vs {_bytes(plan.naive_nbytes)} naive (a buffer each): {saved:.0%} saved by reuse",
+              f"stored (variables and constants): {_bytes(stored)}"]
+    return "\n".join(lines)
