@@ -77,7 +77,8 @@ def conv_padding(padding, kernel_hw, dilation_hw, stride_hw):
             total = dilation * (kernel - 1)
             pads.append((total // 2, total - total // 2))
         if tuple(stride_hw) != (1, 1):
-            suggestion = (pads[0][0], pads[1][0])
+            symmetric = all(lo == hi for lo, hi in pads)
+            suggestion = (pads[0][0], pads[1][0]) if symmetric else tuple(pads)
             raise ShapeRuleViolation(
                 f"padding='same' needs stride 1 (as in PyTorch), got stride {tuple(stride_hw)}; give explicit "
                 f"padding instead, e.g. padding={suggestion} pads like 'same' does at stride 1")

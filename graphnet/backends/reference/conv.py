@@ -77,7 +77,7 @@ def conv2d(out, x, w, b=None, *, stride, padding, dilation, groups):
     weights = w.reshape(groups, k_per_group, c_per_group * r_size * s_size)
     y = np.empty((n, groups, k_per_group, cols.shape[-1]), dtype=out.dtype)
     for g in range(groups):
-        y[:, g] = weights[0] @ cols[:, g]
+        y[:, g] = weights[g] @ cols[:, g]
     out[...] = y.reshape(out.shape)
     if b is not None:
         out += b.reshape(1, k, 1, 1)

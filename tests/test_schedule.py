@@ -1,0 +1,112 @@
+"""Schedule invariants on random graphs: every step runs after its inputs, and no buffer the memory plan reuses is
+read after another value overwrote it. Checked against the real arrays' addresses, not the planner's own notes."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import graphnet as gn
+
+UNARY = [gn.relu, gn.tanh, gn.sigmoid, gn.exp, lambda t: gn.leaky_relu(t, 0.1), lambda t: t * 0.5]
+BINARY = [gn.add, gn.sub, gn.mul, gn.maximum]
+
+
+@st.composite
+def random_graphs(draw):
+    """A random DAG over two (batch, width) placeholders and a weight, with a scalar loss and its gradients."""
+    width = draw(st.integers(2, 5))
+    batch = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    g = gn.Graph()
+    with g:
+        a = gn.placeholder((None, width), "float64", name="a")
+        b = gn.placeholder((None, width), "float64", name="b")
+        w = gn.variable(rng.normal(size=(width, width)), name="w")
+        pool = [a, b, a @ w]
+        for _ in range(draw(st.integers(1, 12))):
+            if draw(st.booleans()):
+                pool.append(draw(st.sampled_from(UNARY))(draw(st.sampled_from(pool))))
+            else:
+                pool.append(draw(st.sampled_from(BINARY))(draw(st.sampled_from(pool)), draw(st.sampled_from(pool))))
+        loss = gn.mean(pool[-1] * 0.1 + pool[-2]) + gn.mean(pool[2])
+        grads = gn.gradients(loss, [w, a])
+    feeds = {a: rng.normal(size=(batch, width)), b: rng.normal(size=(batch, width))}
+    fetches = [loss, *grads] + draw(st.lists(st.sampled_from(pool[2:]), max_size=2))
+    return fetches, feeds
+
+
+def address_range(array):
+    start = array.__array_interface__["data"][0]
+    return start, start + array.nbytes
+
+
+def overlaps(r1, r2):
+    return r1[0] < r2[1] and r2[0] < r1[1]
+
+
+@given(random_graphs())
+def test_every_step_runs_after_its_inputs(case):
+    fetches, feeds = case
+    prog = gn.compile(fetches, device="reference")
+    prog.run(feeds)
+    position = {step.node: i for i, step in enumerate(prog.plan().steps)}
+    for i, step in enumerate(prog.plan().steps):
+        for inp in step.node.inputs:
+            assert position.get(inp, -1) < i, f"step {i} ({step.node.name}) reads '{inp.name}' before it is computed"
+
+
+@given(random_graphs())
+def test_no_buffer_is_read_after_it_was_overwritten(case):
+    fetches, feeds = case
+    prog = gn.compile(fetches, device="reference")
+    prog.run(feeds)
+    plan = prog.plan()
+    writes = []
+    for i, step in enumerate(plan.steps):
+        if step.kernel is not None:
+            writes.append((i, step.node, address_range(plan.values[step.node])))
+    producer = {node: i for i, node, _ in writes}
+    readers = [(i, inp) for i, step in enumerate(plan.steps) for inp in step.node.inputs]
+    readers += [(len(plan.steps), f) for f in prog.fetches]          # fetches are read after the last step
+    for reader_index, value in readers:
+        if value.op.name in ("variable", "constant"):
+            continue
+        source = value
+        while source not in producer and source.op.name not in ("placeholder",):
+            source = source.inputs[source.op.view_of_input]          # a view reads its source's bytes
+        born = producer.get(source, -1)
+        region = address_range(plan.values[value])
+        for write_index, node, written in writes:
+            if born < write_index <= reader_index and node is not source and node is not value \
+                    and overlaps(region, written):
+                if write_index == reader_index and node is plan.steps[reader_index].node:
+                    pytest.fail(f"step {write_index} writes '{node.name}' over its own input '{value.name}'")
+                pytest.fail(f"'{value.name}' (written at step {born}) is overwritten by '{node.name}' at step "
+                            f"{write_index} before step {reader_index} reads it")
+
+
+@given(random_graphs())
+def test_memory_reuse_changes_no_result(case):
+    fetches, feeds = case
+    planned = gn.compile(fetches, device="reference").run(feeds)
+    naive = gn.compile(fetches, device="reference", reuse_memory=False).run(feeds)
+    for p, n in zip(planned, naive):
+        np.testing.assert_array_equal(p, n)
+
+
+def test_reuse_makes_the_peak_smaller_than_the_naive_total():
+    rng = np.random.default_rng(0)
+    with gn.Graph():
+        x = gn.placeholder((None, 32), name="x")
+        h = x
+        weights = []
+        for k in range(6):
+            w = gn.variable(rng.normal(size=(32, 32)).astype("float32") * 0.2, name=f"w{k}")
+            weights.append(w)
+            h = gn.tanh(h @ w)
+        loss = gn.mean(h * h)
+        grads = gn.gradients(loss, weights)
+    prog = gn.compile([loss, *grads])
+    prog.run({x: rng.normal(size=(64, 32))})
+    plan = prog.plan()
+    assert plan.arena_nbytes < plan.naive_nbytes
+    assert plan.arena_nbytes >= max(b.nbytes for b in plan.buffers)
