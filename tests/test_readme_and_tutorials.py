@@ -1,0 +1,37 @@
+"""The README's promises: its example runs and prints a schedule, CI runs exactly its test command, and the
+tutorials run to the end (with --quick) and print their result."""
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def fenced_blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_example_runs_and_prints_the_schedule(capsys):
+    (example,) = fenced_blocks("python")
+    exec(compile(example, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "forward" in printed and "backward" in printed
+    assert re.search(r"memory plan: .*planned peak", printed)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    commands = [line for block in fenced_blocks("bash") for line in block.splitlines() if "pytest" in line]
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in line]
+    assert commands == ci
+
+
+def test_first_tutorial_trains_in_quick_mode():
+    result = subprocess.run([sys.executable, str(ROOT / "tutorials" / "00_first_network.py"), "--quick"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    first, last = map(float, re.search(r"first batch loss ([\d.]+) -> last epoch mean loss ([\d.]+)",
+                                       result.stdout).groups())
+    assert last < first
+    assert re.search(r"^RESULT test accuracy [\d.]+", result.stdout, flags=re.M)
