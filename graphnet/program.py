@@ -24,7 +24,9 @@ class RngState:
 
 @dataclass
 class Step:
-    node: Tensor
+    """One kernel call. Usually one node; a fused step runs a chain of nodes and writes only the last one."""
+    nodes: list
+    inputs: list            # the nodes whose values the kernel reads
     kernel: object          # fn(out, *inputs, **params), or None for a free view
     label: str
     params: dict
@@ -32,6 +34,15 @@ class Step:
     ins: list = field(default_factory=list)
     flops: int = 0
     nbytes: int = 0         # bytes read + written
+
+    @property
+    def node(self):
+        """The node whose value this step writes."""
+        return self.nodes[-1]
+
+    @property
+    def op_name(self):
+        return "+".join(n.op.name for n in self.nodes)
 
 
 @dataclass
@@ -117,27 +128,14 @@ class Program:
     def _make_plan(self, feed_shapes):
         backend = self.backend
         shapes = self._concrete_shapes(feed_shapes)
-        steps = []
-        for node in self.order:
-            in_shapes = [shapes[i] for i in node.inputs]
-            params = node.op.kernel_params(in_shapes, shapes[node], node.attrs, [shapes[r] for r in node.refs])
-            if getattr(node.op, "uses_rng", False):
-                params["rng"] = self.rng
-            is_view = node.op.view_of_input is not None and self._can_alias(node)
-            kernel = None if is_view else backend.kernel(node.op.name)
-            label = "view (no copy)" if is_view else backend.kernel_label(node.op.name, params)
-            moved = (sum(numel(s) * i.dtype.itemsize for s, i in zip(in_shapes, node.inputs))
-                     + numel(shapes[node]) * node.dtype.itemsize)
-            steps.append(Step(node, kernel, label, params, flops=0 if is_view else
-                              node.op.flops(in_shapes, shapes[node], node.attrs), nbytes=0 if is_view else moved))
+        steps = [self._make_step(chain, shapes) for chain in self._fuse(shapes)]
         buffers, root = self._lifetimes(steps, shapes)
         workspaces = []
         for index, step in enumerate(steps):
             if step.kernel is None:
                 continue
-            node = step.node
-            nbytes = backend.workspace_nbytes(node.op.name, step.params, [shapes[i] for i in node.inputs],
-                                              shapes[node], node.dtype)
+            nbytes = backend.workspace_nbytes(step.kernel_name, step.params, [shapes[i] for i in step.inputs],
+                                              shapes[step.node], step.node.dtype)
             if nbytes:
                 workspaces.append(Buffer(("workspace", index), nbytes, index, index))
         all_buffers = buffers + workspaces
@@ -149,22 +147,95 @@ class Program:
             values[node] = node.attrs["state"].on(backend)
         for b in buffers:
             values[b.key] = backend.view(arena, b.offset, shapes[b.key], b.key.dtype)
-        for index, step in enumerate(steps):
+        for step in steps:
             node = step.node
             if node.op.name == "assign":
                 values[node] = values[node.inputs[0]]          # the variable's own storage
             elif step.kernel is None:
-                values[node] = values[node.inputs[node.op.view_of_input]].reshape(shapes[node])
+                values[node] = backend.reshape(values[node.inputs[node.op.view_of_input]], shapes[node])
         for b in workspaces:
             steps[b.key[1]].params["workspace"] = backend.view(arena, b.offset, (b.nbytes,), np.uint8)
         calls = []
         for step in steps:
-            step.ins = [values[i] for i in step.node.inputs]
+            step.ins = [values[i] for i in step.inputs]
             step.out = values[step.node]
             if step.kernel is not None:
                 calls.append((step.kernel, step.out, step.ins, step.params))
         call_nodes = [s.node for s in steps if s.kernel is not None]
         return Plan(shapes, steps, all_buffers, arena_nbytes, naive, values, calls, call_nodes)
+
+    def _make_step(self, chain, shapes):
+        """Bind one step: its kernel (chosen by the backend for these shapes), parameters and costs."""
+        backend = self.backend
+        first, node = chain[0], chain[-1]
+        inputs = list(first.inputs) + [i for n in chain[1:] for i in n.inputs[1:]]
+        in_shapes = [shapes[i] for i in inputs]
+        params = first.op.kernel_params([shapes[i] for i in first.inputs], shapes[first], first.attrs,
+                                        [shapes[r] for r in first.refs])
+        if getattr(first.op, "uses_rng", False):
+            params["rng"] = self.rng
+        is_view = len(chain) == 1 and node.op.view_of_input is not None and self._can_alias(node)
+        if len(chain) > 1:
+            kernel_name = backend.fusions[tuple(n.op.name for n in chain)]
+        else:
+            kernel_name = node.op.name
+        flops = 0 if is_view else sum(n.op.flops([shapes[i] for i in n.inputs], shapes[n], n.attrs) for n in chain)
+        moved = 0 if is_view else (sum(numel(shapes[i]) * i.dtype.itemsize for i in inputs)
+                                   + numel(shapes[node]) * node.dtype.itemsize)
+        if is_view:
+            step = Step(chain, inputs, None, "view (no copy)", params)
+        else:
+            params = backend.specialize(kernel_name, params, in_shapes, shapes[node], node.dtype)
+            step = Step(chain, inputs, backend.kernel(kernel_name), backend.kernel_label(kernel_name, params), params,
+                        flops=flops, nbytes=moved)
+        step.kernel_name = kernel_name
+        return step
+
+    def _fuse(self, shapes):
+        """Group the schedule into steps: chains of nodes the backend runs as one kernel, else single nodes.
+
+        A chain a -> b fuses when b is a's only reader and takes a as its first input, a is not fetched, and b's
+        other inputs are ready before a runs (the fused step takes a's place in the schedule)."""
+        fusions = self.backend.fusions
+        if not fusions:
+            return [[n] for n in self.order]
+        position = {n: i for i, n in enumerate(self.order)}
+        readers = {n: [] for n in self.order}
+        for n in self.order:
+            for i in n.inputs:
+                if i in readers and n not in readers[i]:
+                    readers[i].append(n)
+        fetched = set(self.fetches)
+        taken, groups = set(), []
+        for node in self.order:
+            if node in taken:
+                continue
+            chain = [node]
+            for pattern in sorted(fusions, key=len, reverse=True):
+                candidate = self._match(node, pattern, readers, fetched, position)
+                if candidate and self.backend.can_fuse(candidate, shapes):
+                    chain = candidate
+                    break
+            taken.update(chain)
+            groups.append(chain)
+        return groups
+
+    @staticmethod
+    def _match(node, pattern, readers, fetched, position):
+        if node.op.name != pattern[0]:
+            return None
+        chain = [node]
+        for op_name in pattern[1:]:
+            current = chain[-1]
+            if current in fetched or len(readers[current]) != 1:
+                return None
+            nxt = readers[current][0]
+            if nxt.op.name != op_name or nxt.inputs[0] is not current or current in nxt.inputs[1:]:
+                return None
+            if any(position.get(i, -1) >= position[node] for i in nxt.inputs[1:]):
+                return None
+            chain.append(nxt)
+        return chain
 
     def _can_alias(self, node):
         source = node.inputs[node.op.view_of_input]
@@ -195,7 +266,8 @@ class Program:
         for step in steps:
             node = step.node
             if step.kernel is None:
-                root[node] = root.get(node.inputs[node.op.view_of_input], node.inputs[node.op.view_of_input])
+                source = node.inputs[node.op.view_of_input]
+                root[node] = root.get(source, source)
         buffers = {}
         for p in self.placeholders:
             buffers[p] = Buffer(p, numel(shapes[p]) * p.dtype.itemsize, -1, -1)
@@ -203,7 +275,7 @@ class Program:
             node = step.node
             if step.kernel is not None and node.op.name != "assign":
                 buffers[node] = Buffer(node, numel(shapes[node]) * node.dtype.itemsize, index, index)
-            for i in node.inputs:
+            for i in step.inputs:
                 owner = root.get(i, i)
                 if owner in buffers:
                     buffers[owner].last = max(buffers[owner].last, index)
@@ -253,7 +325,7 @@ class Program:
         print(f"{'step':>4}  {'op':<28} {'name':<30} {'time':>10} {'share':>6} {'GFLOP/s':>8}")
         for index, (step, t) in enumerate(result):
             rate = step.flops / t / 1e9 if t else 0.0
-            print(f"{index:>4}  {step.node.op.name:<28} {step.node.name:<30} {t * 1e6:>8.1f}µs {t / total:>6.1%} "
+            print(f"{index:>4}  {step.op_name:<28} {step.node.name:<30} {t * 1e6:>8.1f}µs {t / total:>6.1%} "
                   f"{rate:>8.2f}")
         return result
 
@@ -316,7 +388,8 @@ def format_schedule(program, plan, guessed_batch):
         if previous is not None and node.phase != previous:
             lines.append("")
         previous = node.phase
-        op = node.op.name + (f" {node.op.describe(node.attrs)}" if node.op.describe(node.attrs) else "")
+        first = s.nodes[0]
+        op = s.op_name + (f" {first.op.describe(first.attrs)}" if first.op.describe(first.attrs) else "")
         lines.append(f"{index:>3}  {node.phase:<8} {op:<30.30} {node.name:<34.34} "
                      f"{format_shape(plan.shapes[node]):<18} {_si(s.flops):>10} {_bytes(s.nbytes):>10}  {s.label}")
     total_flops = sum(s.flops for s in steps)

@@ -48,9 +48,9 @@ def test_every_step_runs_after_its_inputs(case):
     fetches, feeds = case
     prog = gn.compile(fetches, device="reference")
     prog.run(feeds)
-    position = {step.node: i for i, step in enumerate(prog.plan().steps)}
+    position = {node: i for i, step in enumerate(prog.plan().steps) for node in step.nodes}
     for i, step in enumerate(prog.plan().steps):
-        for inp in step.node.inputs:
+        for inp in step.inputs:
             assert position.get(inp, -1) < i, f"step {i} ({step.node.name}) reads '{inp.name}' before it is computed"
 
 
@@ -65,7 +65,7 @@ def test_no_buffer_is_read_after_it_was_overwritten(case):
         if step.kernel is not None:
             writes.append((i, step.node, address_range(plan.values[step.node])))
     producer = {node: i for i, node, _ in writes}
-    readers = [(i, inp) for i, step in enumerate(plan.steps) for inp in step.node.inputs]
+    readers = [(i, inp) for i, step in enumerate(plan.steps) for inp in step.inputs]
     readers += [(len(plan.steps), f) for f in prog.fetches]          # fetches are read after the last step
     for reader_index, value in readers:
         if value.op.name in ("variable", "constant"):

@@ -9,8 +9,28 @@ from ..errors import GraphError
 
 
 class Backend:
+    """Kernels are looked up by op name and called as `fn(out, *inputs, **params)`; they write into `out`.
+
+    Hooks a backend may override, all called once per plan (at compile time, never per run):
+      specialize(op, params, in_shapes, out_shape, dtype) -> params   choose an algorithm, precompute constants
+      workspace_nbytes(...)                                             scratch bytes; passed as params["workspace"]
+      kernel_label(op, params)                                          what the printed schedule shows
+      fusions                                                           chains of ops one kernel runs as one step
+    """
     name = None
     kernels = {}             # op name -> fn(out, *inputs, **params), writing into `out`
+
+    # (op name, op name, ...) -> fused kernel name. A chain fuses when each node's only reader is the next node,
+    # which takes it as its first input; the fused kernel gets the first node's inputs, then the later nodes'
+    # other inputs, and the first node's params: fn(out, *first.inputs, *later_extra_inputs, **first_params).
+    fusions = {}
+
+    def specialize(self, op_name, params, in_shapes, out_shape, dtype):
+        return params
+
+    def can_fuse(self, chain, shapes):
+        """Whether this chain of nodes may run as the fused kernel (e.g. only a per-column bias add)."""
+        return True
 
     def kernel(self, op_name):
         try:
@@ -34,6 +54,10 @@ class Backend:
         dtype = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
         return arena[offset: offset + count * dtype.itemsize].view(dtype).reshape(shape)
+
+    def reshape(self, buffer, shape):
+        """A view of `buffer` with a new shape (the buffer is contiguous)."""
+        return buffer.reshape(shape)
 
     def from_host(self, array):
         return np.array(array, copy=True, order="C")

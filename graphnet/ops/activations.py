@@ -29,11 +29,12 @@ class Relu(Activation):
     name = "relu"
 
     def gradient(self, node, dy):
-        return [apply(ReluGrad(), [dy, node.inputs[0]], name="relu_grad")]
+        return [apply(ReluGrad(), [dy, node], name="relu_grad")]
 
 
 class ReluGrad(Derivative):
-    """dy · [x > 0]"""
+    """dy · [y > 0]: reading relu's output y rather than its input (y > 0 exactly where x > 0) frees the input,
+    so a backend may fuse relu into the op before it."""
     name = "relu_grad"
 
 

@@ -39,9 +39,11 @@ def _same_shape(p, t, what):
             return
     hint = ""
     if len(p) == len(t) + 1 and p[-1] == 1:
-        hint = f"; the target looks like a column: reshape it to {format_shape(t + (1,))}"
+        hint = (f"; the prediction is a column and the target is not: reshape the target to "
+                f"{format_shape(t + (1,))} (or the prediction to {format_shape(p[:-1])})")
     elif len(t) == len(p) + 1 and t[-1] == 1:
-        hint = f"; the prediction has an extra axis of 1: reshape it to {format_shape(p)[:-1]} or the target"
+        hint = (f"; the target is a column and the prediction is not: reshape the prediction to "
+                f"{format_shape(p + (1,))} (or the target to {format_shape(t[:-1])})")
     raise ShapeRuleViolation(f"{what} {format_shape(p)} and target {format_shape(t)} must have the same shape "
                              f"(no broadcasting in a loss){hint}")
 

@@ -29,6 +29,11 @@ class Reshape(Op):
         if known_in is not None and known_in != fixed:
             raise ShapeRuleViolation(f"cannot reshape {format_shape(shape)} ({known_in} elements) to "
                                      f"{format_shape(target)} ({fixed} elements)")
+        known_part = math.prod(d for d in shape if d is not None)
+        if known_in is None and (fixed % known_part if known_part else fixed):
+            raise ShapeRuleViolation(f"cannot reshape {format_shape(shape)} to {format_shape(target)} "
+                                     f"({fixed} elements) whatever its None sizes: {fixed} is not a multiple of "
+                                     f"{known_part}, the product of its known sizes")
         return tuple(target)
 
     def flops(self, in_shapes, out_shape, attrs):

@@ -9,8 +9,8 @@ def relu(out, x):
     np.maximum(x, 0, out=out)
 
 
-def relu_grad(out, dy, x):
-    np.multiply(dy, x > 0, out=out)
+def relu_grad(out, dy, y):
+    np.multiply(dy, y > 0, out=out)
 
 
 def leaky_relu(out, x, *, slope):
