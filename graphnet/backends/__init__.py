@@ -1,6 +1,7 @@
 """Backends: where kernels run. A backend knows no graph — it gets arrays, attributes and output buffers.
 
     reference   NumPy, in graphnet/backends/reference: the textbook every other backend is tested against
+    cpu         Cython kernels from graphnet/_ext, in graphnet/backends/cpu
 """
 from ..errors import GraphError
 from .base import Backend
@@ -33,4 +34,10 @@ def _reference():
     return ReferenceBackend()
 
 
+def _cpu():
+    from .cpu import CpuBackend
+    return CpuBackend()
+
+
 register("reference", _reference)
+register("cpu", _cpu)

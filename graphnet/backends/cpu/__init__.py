@@ -1,0 +1,53 @@
+"""The `cpu` backend: compiled Cython kernels from graphnet/_ext (typed memoryviews, nogil, OpenMP, BLAS).
+
+Every compiled module of graphnet/_ext that defines KERNELS is loaded; at module level it defines:
+    KERNELS     {kernel name: fn(out, *inputs, **params)}            the kernels, called directly (no wrapper)
+    SPECIALIZE  {kernel name: fn(params, in_shapes, out_shape, dtype) -> params}   optional: choose an algorithm
+    WORKSPACE   {kernel name: fn(params, in_shapes, out_shape, dtype) -> nbytes}   optional: scratch memory
+    FUSIONS     {(op name, op name, ...): fused kernel name}                      optional
+    CAN_FUSE    {fused kernel name: fn(chain, shapes) -> bool}                    optional
+A kernel's params may carry "algorithm"; the printed schedule shows it as cpu.conv2d[im2col+sgemm].
+"""
+import importlib
+import pkgutil
+
+from ... import _ext
+from ..base import Backend
+
+
+def _load():
+    modules = [importlib.import_module(f"graphnet._ext.{info.name}") for info in pkgutil.iter_modules(_ext.__path__)]
+    modules = [m for m in modules if hasattr(m, "KERNELS")]
+    merged = {key: {} for key in ("KERNELS", "SPECIALIZE", "WORKSPACE", "FUSIONS", "CAN_FUSE")}
+    for module in modules:
+        for key, table in merged.items():
+            table.update(getattr(module, key, {}))
+    return merged
+
+
+class CpuBackend(Backend):
+    name = "cpu"
+
+    def __init__(self):
+        tables = _load()
+        self.kernels = tables["KERNELS"]
+        self._specialize = tables["SPECIALIZE"]
+        self._workspace = tables["WORKSPACE"]
+        self.fusions = tables["FUSIONS"]
+        self._can_fuse = tables["CAN_FUSE"]
+
+    def specialize(self, op_name, params, in_shapes, out_shape, dtype):
+        rule = self._specialize.get(op_name)
+        return rule(params, in_shapes, out_shape, dtype) if rule else params
+
+    def workspace_nbytes(self, op_name, params, in_shapes, out_shape, dtype):
+        rule = self._workspace.get(op_name)
+        return rule(params, in_shapes, out_shape, dtype) if rule else 0
+
+    def can_fuse(self, chain, shapes):
+        rule = self._can_fuse.get(self.fusions[tuple(n.op.name for n in chain)])
+        return rule(chain, shapes) if rule else True
+
+    def kernel_label(self, op_name, params):
+        algorithm = params.get("algorithm")
+        return f"cpu.{op_name}" + (f"[{algorithm}]" if algorithm else "")
