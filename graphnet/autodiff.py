@@ -27,6 +27,7 @@ def gradients(y, xs):
                              f"'{y.name}': no chain of differentiable ops leads from it to '{y.name}'. "
                              "Remove it from the list, or check that the loss really uses it")
     grads = {}
+    first_new_id = len(graph.nodes)
     with graph.phase("backward"), graph.name_scope("grad"):
         grads[y] = constant(_one(y), name=f"d{y.name}")
         for node in reversed(_topological_order(y, on_path)):
@@ -39,6 +40,11 @@ def gradients(y, xs):
                     continue
                 grads[inp] = g if inp not in grads else grads[inp] + g
     result = [grads[x] for x in xs]
+    named = set()
+    for x, g in zip(xs, result):
+        if g.id >= first_new_id and g not in named:     # made here: call it after what it is the gradient of
+            graph.rename(g, f"grad/{x.name}")
+            named.add(g)
     return result[0] if single else result
 
 

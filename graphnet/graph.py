@@ -153,6 +153,15 @@ class Graph:
         self._names.add(name)
         return name
 
+    def rename(self, node, base):
+        """Give `node` the unique name closest to `base` (used to call a gradient 'grad/w')."""
+        self._names.discard(node.name)
+        saved, self._scopes = self._scopes, []
+        try:
+            node.name = self.unique_name(base)
+        finally:
+            self._scopes = saved
+
     def variables(self, trainable_only=False):
         return [n for n in self.nodes if n.op.name == "variable" and (n.attrs["trainable"] or not trainable_only)]
 
