@@ -31,7 +31,10 @@ def compile(fetches, device="reference", reuse_memory=True):
             raise GraphError(f"compile ({site}): fetches must be tensors, got {type(f).__name__}")
         if f.graph is not fetch_list[0].graph:
             raise GraphError(f"compile ({site}): '{f.name}' and '{fetch_list[0].name}' belong to different graphs")
-    backend = get_backend(device)
+    try:
+        backend = get_backend(device)
+    except GraphError as error:
+        raise GraphError(f"compile ({site}): {error}") from None
     nodes = prune(fetch_list)
     order = schedule_order(nodes, site)
     return Program(fetch_list, single, order, nodes, backend, reuse_memory)
@@ -55,7 +58,7 @@ def schedule_order(nodes, site):
     """The steps (non-source nodes whose value is computed) in an order that respects data dependencies and, for
     each variable, runs its reads before its assignment. Ties go to the node created first, so the schedule
     reads like the code: forward, then backward, then updates."""
-    steps = [n for n in nodes if n.op.name not in SOURCES]
+    steps = sorted((n for n in nodes if n.op.name not in SOURCES), key=lambda n: n.id)
     step_set = set(steps)
     after = {n: set() for n in steps}           # node -> the nodes that must run before it
     for n in steps:
@@ -68,7 +71,7 @@ def schedule_order(nodes, site):
                 raise GraphError(f"compile ({site}): variable '{var.name}' is assigned twice in one program "
                                  f"({assigns[var].site} and {n.site}); the order would be ambiguous")
             assigns[var] = n
-    for var, writer in assigns.items():
+    for var, writer in sorted(assigns.items(), key=lambda item: item[1].id):
         for reader in steps:
             if reader is not writer and var in reader.inputs:
                 after[writer].add(reader)       # write after read

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import FeedError, GraphError, ShapeError, ShapeRuleViolation
 from .graph import Tensor, format_shape
-from .memory import Buffer, plan_offsets
+from .memory import Buffer, aligned, plan_offsets
 from .op import numel
 
 
@@ -97,7 +97,8 @@ class Program:
     def _check_feeds(self, feeds):
         if not isinstance(feeds, dict):
             raise FeedError(f"feeds must be a dict {{placeholder: array}}, got {type(feeds).__name__}")
-        by_name = {p.name: p for p in self.placeholders}
+        graph = self.fetches[0].graph
+        by_name = {n.name: n for n in graph.nodes if n.op.name == "placeholder"}
         arrays = {}
         for key, value in feeds.items():
             node = by_name.get(key) if isinstance(key, str) else key
@@ -140,7 +141,7 @@ class Program:
                 workspaces.append(Buffer(("workspace", index), nbytes, index, index))
         all_buffers = buffers + workspaces
         arena_nbytes = plan_offsets(all_buffers, reuse=self.reuse_memory)
-        naive = sum(b.nbytes for b in all_buffers)
+        naive = sum(aligned(b.nbytes) for b in all_buffers)
         arena = backend.allocate(max(arena_nbytes, 1))
         values = {}
         for node in self.stored:

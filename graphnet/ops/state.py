@@ -3,7 +3,7 @@
 The compiler orders every read of the variable before its assignment (write-after-read), so a step that
 updates a weight never runs before the gradient that still needs the old weight.
 """
-from ..errors import GraphError, ShapeRuleViolation
+from ..errors import GraphError, ShapeRuleViolation, user_site
 from ..graph import format_shape
 from ..op import Op
 from ._util import apply, tensors
@@ -26,10 +26,11 @@ class Assign(Op):
 def assign(variable, value, name=None):
     """Write `value` into `variable` when the program runs; the node's value is the new one."""
     variable, value = tensors(variable, value)
+    site = user_site()
     if variable.op.name != "variable":
-        raise GraphError(f"assign: '{variable.name}' is a {variable.op.name}, not a variable; only variables "
-                         "have storage to write")
+        raise GraphError(f"assign ({site}): '{variable.name}' is a {variable.op.name}, not a variable; only "
+                         "variables have storage to write")
     if value.dtype != variable.dtype:
-        raise GraphError(f"assign: value '{value.name}' is {value.dtype} but variable '{variable.name}' is "
-                         f"{variable.dtype}")
+        raise GraphError(f"assign ({site}): value '{value.name}' is {value.dtype} but variable '{variable.name}' "
+                         f"is {variable.dtype}")
     return apply(Assign(), [variable, value], name=name or f"assign_{variable.name}")
