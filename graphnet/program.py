@@ -391,7 +391,8 @@ def format_schedule(program, plan, guessed_batch):
         previous = node.phase
         first = s.nodes[0]
         op = s.op_name + (f" {first.op.describe(first.attrs)}" if first.op.describe(first.attrs) else "")
-        lines.append(f"{index:>3}  {node.phase:<8} {op:<30.30} {node.name:<34.34} "
+        name = "+".join(n.name for n in s.nodes)
+        lines.append(f"{index:>3}  {node.phase:<8} {op:<30.30} {name:<34.34} "
                      f"{format_shape(plan.shapes[node]):<18} {_si(s.flops):>10} {_bytes(s.nbytes):>10}  {s.label}")
     total_flops = sum(s.flops for s in steps)
     stored = sum(numel(plan.shapes[n]) * n.dtype.itemsize for n in program.stored)
