@@ -15,5 +15,6 @@ from .errors import FeedError, GraphError, GraphnetError, ShapeError
 from .graph import Graph, Tensor, constant, get_default_graph, name_scope, placeholder, reset_default_graph, variable
 from .ops import *  # noqa: F401,F403 — every op is part of the public API
 from .backends import available_devices
+from . import checkpoint, data, nn, optim, train  # noqa: E402 — the training layer, built on the core above
 
 __version__ = "0.1.0"

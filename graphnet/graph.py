@@ -328,7 +328,7 @@ def _to_array(value, dtype, site):
             array = array.astype("float32")
     else:
         array = np.asarray(value, dtype=None if dtype is None else _as_dtype(dtype, "value", site))
-    return np.ascontiguousarray(array).copy()
+    return np.array(array, order="C", copy=True)
 
 
 def as_tensor(value, like=None):

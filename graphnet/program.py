@@ -73,6 +73,13 @@ class Program:
         self._plans = {}
         self._last_plan = None
 
+    def rng_state(self):
+        """The random state of this program (the run counter dropout keys its masks with), for checkpoints."""
+        return {"counter": self.rng.counter}
+
+    def set_rng_state(self, state):
+        self.rng.counter = int(state["counter"])
+
     # -- running -------------------------------------------------------------------------------------------------
     def run(self, feeds=None):
         """Feed the placeholders, run the schedule, return the fetches as NumPy arrays (in the fetches' form)."""

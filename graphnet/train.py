@@ -1,0 +1,495 @@
+"""The fit loop: a Trainer compiles a model's training and inference programs once and runs them over the data.
+
+    trainer = Trainer(model, optim.Adam(1e-3))              # loss: softmax cross-entropy, metric: accuracy
+    history = trainer.fit(x, y, epochs=5, batch_size=32, validation_split=0.1,
+                          callbacks=[EarlyStopping(patience=2)], csv_log="log.csv")
+    trainer.evaluate(x_test, y_test)      # {'loss': ..., 'accuracy': ...}
+    trainer.save("run.npz")               # weights, optimizer state, epoch, RNG state, history
+    trainer.restore("run.npz"); trainer.fit(x, y, epochs=10)   # continues exactly where it stopped
+
+What `build` puts in the model's graph (once):
+
+    x, y                  placeholders (None, *sample shape) and the targets
+    train/...             the model's training branch: dropout on, batch norm on batch statistics
+    loss                  the data loss + L2/L1 penalties on the trainable kernels
+    grad/..., adam/...    the backward pass and the optimizer's update (opt.minimize)
+    eval/...              the inference branch on the same variables: dropout off, running statistics
+
+and compiles three programs from it: train [loss, outputs, train op], eval [loss, outputs] and predict
+[outputs]. One epoch = one pass of a DataLoader whose order and augmentations are functions of (seed, epoch);
+before each step the learning rate is set from the optimizer's schedule. Metrics are computed on the host from
+the fetched outputs.
+
+Resuming reproduces an uninterrupted run exactly because everything random is counter-based and saved: the
+loader's (seed, epoch), each program's run counter (dropout masks are keyed by it), and the optimizer's step.
+"""
+import csv
+import os
+import time
+
+import numpy as np
+
+from . import checkpoint, optim
+from .compiler import compile as compile_program
+from .data.loader import DataLoader
+from .errors import GraphError
+from .graph import Graph, placeholder
+from . import ops
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses and metrics
+
+
+def _accuracy(outputs, targets):
+    """Fraction of samples whose highest output is the label (or, for one output per sample, whose sign
+    matches a 0/1 target)."""
+    if outputs.ndim == 2 and targets.ndim == 1:
+        return float(np.mean(outputs.argmax(axis=1) == targets))
+    return float(np.mean((outputs > 0) == (targets > 0.5)))
+
+
+LOSSES = {
+    "cross_entropy": ops.softmax_cross_entropy,     # outputs are logits, targets int64 class indices
+    "mse": ops.mse,                                  # targets shaped like the outputs
+    "bce": ops.binary_cross_entropy_with_logits,     # outputs are logits, targets in [0, 1]
+}
+METRICS = {"accuracy": _accuracy}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# History and callbacks
+
+class History:
+    """What each epoch logged: history['loss'] is the list of epoch losses, history.epochs the epoch numbers."""
+
+    def __init__(self, rows=None):
+        self.rows = list(rows or [])
+
+    def record(self, logs):
+        self.rows.append(dict(logs))
+
+    @property
+    def epochs(self):
+        return [row["epoch"] for row in self.rows]
+
+    @property
+    def history(self):
+        keys = []
+        for row in self.rows:
+            keys += [k for k in row if k not in keys]
+        return {k: [row.get(k) for row in self.rows] for k in keys}
+
+    def __getitem__(self, key):
+        return [row.get(key) for row in self.rows]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __repr__(self):
+        last = self.rows[-1] if self.rows else {}
+        return f"<History {len(self.rows)} epochs, last {', '.join(f'{k}={v:.4g}' for k, v in last.items())}>"
+
+
+class Callback:
+    """Hooks the fit loop calls. Epoch numbers count from 1; `self.trainer` is set before training starts, and
+    setting `trainer.stop_training = True` ends training after the current epoch."""
+    trainer = None
+
+    def set_trainer(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs):
+        """logs: {'loss', metrics..., 'batch_size', 'learning_rate'} of this batch."""
+
+    def on_epoch_end(self, epoch, logs):
+        """logs: {'epoch', 'loss', metrics..., 'val_loss', ..., 'learning_rate', 'seconds', 'samples_per_s'}."""
+
+    def on_train_end(self, logs=None):
+        pass
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch, counting samples (so its rate reads samples/s), with the running mean loss."""
+
+    def __init__(self, file=None, leave=True):
+        self.file, self.leave = file, leave
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            raise GraphError("the progress bar needs tqdm: pip install tqdm (or fit(..., progress=False))") from None
+        trainer = self.trainer
+        self.bar = tqdm(total=trainer.loader.num_samples, unit="sample", unit_scale=False, leave=self.leave,
+                        desc=f"epoch {epoch}/{trainer.target_epochs}", file=self.file, dynamic_ncols=True)
+        self.loss_sum, self.seen = 0.0, 0
+
+    def on_batch_end(self, batch, logs):
+        n = logs["batch_size"]
+        self.loss_sum += logs["loss"] * n
+        self.seen += n
+        self.bar.set_postfix(loss=f"{self.loss_sum / self.seen:.4f}", refresh=False)
+        self.bar.update(n)
+
+    def on_epoch_end(self, epoch, logs):
+        shown = {k: f"{logs[k]:.4f}" for k in logs if k in ("loss", "val_loss") or k.endswith("accuracy")}
+        shown["samples/s"] = f"{logs['samples_per_s']:.0f}"
+        self.bar.set_postfix(shown)
+        self.bar.close()
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch with everything the epoch logged. append=True continues an existing file (its
+    header is kept), as a resumed run does."""
+
+    def __init__(self, path, append=False):
+        self.path, self.append = os.fspath(path), append
+        self.file = self.columns = None
+
+    def on_train_begin(self, logs=None):
+        continuing = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        if continuing:
+            with open(self.path, newline="") as existing:
+                self.columns = next(csv.reader(existing), None)
+        self.file = open(self.path, "a" if continuing else "w", newline="")
+        self.header_written = continuing
+
+    def on_epoch_end(self, epoch, logs):
+        if self.columns is None:
+            self.columns = list(logs)
+        writer = csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="ignore")
+        if not self.header_written:
+            writer.writeheader()
+            self.header_written = True
+        writer.writerow({k: logs.get(k, "") for k in self.columns})
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs; with
+    restore_best_weights, put back the weights of the best epoch when training ends.
+
+    mode 'min' (a loss) or 'max' (an accuracy); 'auto' picks 'max' for names containing 'acc'."""
+
+    def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto", restore_best_weights=True):
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        if mode not in ("min", "max"):
+            raise GraphError(f"EarlyStopping: mode must be 'min', 'max' or 'auto', got {mode!r}")
+        self.monitor, self.patience, self.min_delta, self.mode = monitor, int(patience), float(min_delta), mode
+        self.restore_best_weights = restore_best_weights
+
+    def on_train_begin(self, logs=None):
+        self.best = self.best_epoch = self.best_weights = self.stopped_epoch = None
+        self.wait, self.last_epoch, self.restored = 0, None, False
+
+    def improves(self, value):
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise GraphError(f"EarlyStopping: '{self.monitor}' is not among this epoch's logs ({', '.join(logs)}); "
+                             "validation metrics need fit(..., validation_split=...) or validation_data=")
+        value, self.last_epoch = logs[self.monitor], epoch
+        if self.improves(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.trainer.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = epoch
+                self.trainer.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None and self.best_epoch != self.last_epoch:
+            self.trainer.model.set_weights(self.best_weights)
+            self.restored = True
+
+
+class ModelCheckpoint(Callback):
+    """Save the whole training state (trainer.save) after each epoch — or only when `monitor` improved. The
+    path may contain {epoch} and log keys, e.g. 'run-{epoch:03d}.npz'."""
+
+    def __init__(self, path, monitor=None, mode="min"):
+        self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor is not None:
+            value = logs[self.monitor]
+            if self.best is not None and (value >= self.best if self.mode == "min" else value <= self.best):
+                return
+            self.best = value
+        self.trainer.save(self.path.format(**logs))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The trainer
+
+class Trainer:
+    """Trains `model` with `optimizer` on `loss` ('cross_entropy', 'mse', 'bce' or a function
+    loss(outputs, targets) -> scalar tensor), adding (l2/2)·Σw² and l1·Σ|w| over the trainable kernels.
+
+    device: where the programs run (None: compile's default). seed: the data order and augmentations."""
+
+    def __init__(self, model, optimizer="adam", loss="cross_entropy", metrics=None, l2=0.0, l1=0.0, device=None,
+                 seed=0):
+        self.model = model
+        self.optimizer = optim.get(optimizer)
+        if isinstance(loss, str):
+            if loss not in LOSSES:
+                raise GraphError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)} or pass a function "
+                                 "loss(outputs, targets) -> scalar tensor")
+            self.loss_name, self.loss_fn = loss, LOSSES[loss]
+        else:
+            self.loss_name, self.loss_fn = getattr(loss, "__name__", "loss"), loss
+        if metrics is None:
+            metrics = ["accuracy"] if self.loss_name in ("cross_entropy", "bce") else []
+        self.metrics = {}
+        for metric in metrics:
+            if isinstance(metric, str):
+                if metric not in METRICS:
+                    raise GraphError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)} or pass a "
+                                     "function metric(outputs, targets) -> float")
+                self.metrics[metric] = METRICS[metric]
+            else:
+                self.metrics[metric.__name__] = metric
+        self.l2, self.l1 = float(l2), float(l1)
+        self.device = device
+        self.seed = int(seed)
+        self.epoch = 0                  # epochs completed
+        self.target_epochs = 0
+        self.history = History()
+        self.stop_training = False
+        self.loader = None
+        self.built = False
+
+    # -- building --------------------------------------------------------------------------------------------------
+    def build(self, sample_shape, input_dtype="float32", target_shape=None, target_dtype=None):
+        """Build the training and inference branches and compile the programs (fit does this on first use)."""
+        if self.built:
+            return
+        model = self.model
+        graph = model.graph if model.graph is not None else Graph()
+        classification = self.loss_name == "cross_entropy"
+        with graph:
+            self.x = placeholder((None,) + tuple(sample_shape), input_dtype, name="x")
+            with graph.name_scope("train"):
+                self.train_outputs = model(self.x, training=True)
+            if target_shape is None:
+                target_shape = () if classification else tuple(self.train_outputs.shape[1:])
+            if target_dtype is None:
+                target_dtype = "int64" if classification else self.train_outputs.dtype
+            self.y = placeholder((None,) + tuple(target_shape), target_dtype, name="y")
+            with graph.name_scope("train"):
+                self.train_loss = self.total_loss(self.train_outputs, self.y)
+            self.train_op = self.optimizer.minimize(self.train_loss,
+                                                    var_list=list(model.trainable_variables().values()))
+            with graph.name_scope("eval"):
+                self.eval_outputs = model(self.x, training=False)
+                self.eval_loss = self.total_loss(self.eval_outputs, self.y)
+        device = {} if self.device is None else {"device": self.device}
+        self.train_program = compile_program([self.train_loss, self.train_outputs, self.train_op], **device)
+        self.eval_program = compile_program([self.eval_loss, self.eval_outputs], **device)
+        self.predict_program = compile_program(self.eval_outputs, **device)
+        self.shapes = {"sample": list(sample_shape), "input_dtype": str(np.dtype(input_dtype)),
+                       "target": list(target_shape), "target_dtype": str(np.dtype(target_dtype))}
+        self.built = True
+
+    def total_loss(self, outputs, targets):
+        """The data loss plus the weight penalties (on the trainable kernels: dense and conv weights)."""
+        loss = self.loss_fn(outputs, targets)
+        kernels = self.model.penalized_variables()
+        if self.l2 and kernels:
+            loss = ops.add(loss, optim.l2_penalty(kernels, self.l2), name="loss")
+        if self.l1 and kernels:
+            loss = ops.add(loss, optim.l1_penalty(kernels, self.l1), name="loss")
+        return loss
+
+    def _build_for(self, x, y):
+        x = np.asarray(x)
+        if not self.built:
+            y = np.asarray(y)
+            input_dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
+            if self.loss_name == "cross_entropy":                 # int64 class indices, whatever y holds
+                self.build(x.shape[1:], input_dtype)
+            else:
+                self.build(x.shape[1:], input_dtype, y.shape[1:], None if y.dtype.kind in "iu" else input_dtype)
+        trained = set(self.optimizer.var_list)
+        now = set(self.model.trainable_variables().values())
+        if trained != now:
+            changed = sorted(v.name for v in trained ^ now)
+            raise GraphError(f"the trainable variables changed after the train program was built ({', '.join(changed)}"
+                             "); freeze, unfreeze or replace layers before the first fit, or make a new Trainer")
+
+    # -- training --------------------------------------------------------------------------------------------------
+    def fit(self, x, y, epochs=1, batch_size=32, shuffle=True, validation_split=0.0, validation_data=None,
+            augment=None, callbacks=(), progress=True, csv_log=None, drop_last=False):
+        """Train until `epochs` epochs are done in all (a restored trainer continues from its epoch).
+
+        validation_split: the last fraction of (x, y) is held out (before any shuffling), or give
+        validation_data=(x_val, y_val). Returns the History (of every epoch this trainer ran)."""
+        x, y = np.asarray(x), np.asarray(y)
+        if validation_split:
+            if validation_data is not None:
+                raise GraphError("fit: give validation_split or validation_data, not both")
+            n_val = int(round(len(x) * validation_split))
+            if not 0 < n_val < len(x):
+                raise GraphError(f"fit: validation_split={validation_split} of {len(x)} samples leaves no "
+                                 "validation or no training data")
+            validation_data = (x[-n_val:], y[-n_val:])
+            x, y = x[:-n_val], y[:-n_val]
+        self._build_for(x, y)
+        self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed, drop_last=drop_last,
+                                 augment=augment)
+        callbacks = list(callbacks)
+        if csv_log is not None:
+            callbacks.append(CSVLogger(csv_log, append=self.epoch > 0))
+        if progress:
+            callbacks.append(ProgressBar())
+        for callback in callbacks:
+            callback.set_trainer(self)
+        self.target_epochs, self.stop_training = epochs, False
+        for callback in callbacks:
+            callback.on_train_begin()
+        try:
+            step = self.optimizer.steps_done()
+            for epoch in range(self.epoch, epochs):
+                step = self._run_epoch(epoch, step, callbacks, validation_data)
+                if self.stop_training:
+                    break
+        finally:
+            for callback in callbacks:
+                callback.on_train_end()
+        return self.history
+
+    def _run_epoch(self, epoch, step, callbacks, validation_data):
+        self.loader.set_epoch(epoch)
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch + 1)
+        totals, seen, started = {}, 0, time.perf_counter()
+        learning_rate = self.optimizer.current_learning_rate()
+        for batch, (xb, yb) in enumerate(self.loader):
+            learning_rate = self.optimizer.update_learning_rate(step)
+            loss, outputs, _ = self.train_program.run({self.x: xb, self.y: yb})
+            step += 1
+            logs = {"loss": float(loss)}
+            logs.update({name: fn(outputs, yb) for name, fn in self.metrics.items()})
+            for key, value in logs.items():
+                totals[key] = totals.get(key, 0.0) + value * len(xb)
+            seen += len(xb)
+            logs.update(batch_size=len(xb), learning_rate=learning_rate)
+            for callback in callbacks:
+                callback.on_batch_end(batch, logs)
+        seconds = time.perf_counter() - started
+        logs = {"epoch": epoch + 1}
+        logs.update({key: total / seen for key, total in totals.items()})
+        if validation_data is not None:
+            logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
+        logs.update(learning_rate=learning_rate, seconds=seconds, samples_per_s=seen / seconds if seconds else 0.0)
+        self.epoch = epoch + 1
+        self.history.record(logs)
+        for callback in callbacks:
+            callback.on_epoch_end(epoch + 1, logs)
+        return step
+
+    def evaluate(self, x, y, batch_size=256):
+        """The loss and metrics over (x, y) in inference mode, averaged over samples."""
+        self._build_for(x, y)
+        totals, seen = {}, 0
+        for xb, yb in DataLoader(x, y, batch_size):
+            loss, outputs = self.eval_program.run({self.x: xb, self.y: yb})
+            values = {"loss": float(loss)}
+            values.update({name: fn(outputs, yb) for name, fn in self.metrics.items()})
+            for key, value in values.items():
+                totals[key] = totals.get(key, 0.0) + value * len(xb)
+            seen += len(xb)
+        return {key: total / seen for key, total in totals.items()}
+
+    def predict(self, x, batch_size=256):
+        """The model's outputs for x in inference mode."""
+        if not self.built:
+            raise GraphError("predict: the trainer is not built yet; fit, evaluate or restore first")
+        return np.concatenate([self.predict_program.run({self.x: xb}) for xb in DataLoader(x, None, batch_size)])
+
+    # -- checkpoints -------------------------------------------------------------------------------------------------
+    def programs(self):
+        return {"train": self.train_program, "eval": self.eval_program, "predict": self.predict_program}
+
+    def _state_variables(self):
+        model_vars = self.model.variables()
+        names = {var: name for name, var in model_vars.items()}
+        return model_vars, self.optimizer.state_variables(names)
+
+    def save(self, path):
+        """Save everything a resumed run needs: the model's variables, the optimizer's state, the epoch, the
+        programs' run counters (dropout's RNG), the loader's (seed, epoch), the history. Atomic."""
+        if not self.built:
+            raise GraphError("save: the trainer is not built yet; fit first (or model.save_weights for weights)")
+        model_vars, optimizer_vars = self._state_variables()
+        arrays = {f"model/{n}": v for n, v in checkpoint.values_of(model_vars).items()}
+        arrays.update({f"optimizer/{n}": v for n, v in checkpoint.values_of(optimizer_vars).items()})
+        state = {"kind": "training", "epoch": self.epoch,
+                 "rng_counters": {name: p.rng.counter for name, p in self.programs().items()},
+                 "loader": {"seed": self.seed, "epoch": self.epoch},
+                 "optimizer": type(self.optimizer).__name__, "shapes": self.shapes,
+                 "history": self.history.rows}
+        return checkpoint.save(path, arrays, state)
+
+    def restore(self, path):
+        """Load a training checkpoint: every check passes before anything (variable, epoch, counter) changes."""
+        saved = checkpoint.read(path)
+        where = f"checkpoint '{saved.path}'"
+        state = saved.state
+        if state.get("kind") != "training":
+            raise checkpoint.CheckpointError(f"{where} holds weights only, not a training run; load it with "
+                                             "model.load_weights")
+        required = ("epoch", "loader", "rng_counters", "shapes", "history", "optimizer")
+        missing = [k for k in required if k not in state]
+        if missing:
+            raise checkpoint.CheckpointError(f"{where}: the training state lacks {', '.join(missing)}")
+        if state["optimizer"] != type(self.optimizer).__name__:
+            raise checkpoint.CheckpointError(f"{where} was written by a {state['optimizer']} optimizer; this trainer "
+                                             f"has a {type(self.optimizer).__name__}")
+        if not self.built:
+            shapes = state["shapes"]
+            self.build(shapes["sample"], shapes["input_dtype"], shapes["target"], shapes["target_dtype"])
+        model_vars, optimizer_vars = self._state_variables()
+        pairs = checkpoint.match(model_vars, saved.group("model"), where)
+        pairs += checkpoint.match(optimizer_vars, saved.group("optimizer"), f"{where} (optimizer state)")
+        counters = state["rng_counters"]
+        if set(counters) != set(self.programs()):
+            raise checkpoint.CheckpointError(f"{where}: RNG counters for {sorted(counters)}, expected "
+                                             f"{sorted(self.programs())}")
+        checkpoint.write(pairs)
+        for name, program in self.programs().items():
+            program.rng.counter = int(counters[name])
+        self.epoch, self.seed = int(state["epoch"]), int(state["loader"]["seed"])
+        self.history = History(state["history"])
+        return self
+
+
+def fit(model, x, y, optimizer="adam", loss="cross_entropy", metrics=None, l2=0.0, l1=0.0, device=None, seed=0,
+        **fit_arguments):
+    """Train `model` on (x, y) with a new Trainer; returns the History (its `.trainer` is the Trainer)."""
+    trainer = Trainer(model, optimizer, loss, metrics, l2, l1, device, seed)
+    history = trainer.fit(x, y, **fit_arguments)
+    history.trainer = trainer
+    return history
