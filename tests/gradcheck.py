@@ -44,29 +44,43 @@ class GradientMismatch(AssertionError):
     pass
 
 
-def _make_inputs(inputs):
-    """One graph tensor per input, and whether it is differentiated."""
-    tensors, differentiated = [], []
-    for i, spec in enumerate(inputs):
+def _value(spec, i):
+    if isinstance(spec, (Variable, Fixed)):
+        return spec.value.copy()
+    value = np.array(spec)
+    if value.dtype != np.float64:
+        raise TypeError(f"input {i} has dtype {value.dtype}; gradient checks need float64 "
+                        "(wrap integer inputs such as labels in Fixed)")
+    return value
+
+
+def _make_inputs(inputs, values, unknown_batch):
+    """One graph tensor per input; the placeholders that `unknown_batch` names declare their first size None."""
+    tensors = []
+    for i, (spec, value) in enumerate(zip(inputs, values)):
         if isinstance(spec, Variable):
-            tensors.append(gn.variable(spec.value.copy(), name=f"in{i}", trainable=spec.trainable))
-            differentiated.append(True)
-        elif isinstance(spec, Fixed):
-            tensors.append(gn.placeholder(spec.value.shape, dtype=spec.value.dtype, name=f"in{i}"))
-            differentiated.append(False)
-        else:
-            value = np.asarray(spec)
-            if value.dtype != np.float64:
-                raise TypeError(f"input {i} has dtype {value.dtype}; gradient checks need float64 "
-                                "(wrap integer inputs such as labels in Fixed)")
-            tensors.append(gn.placeholder(value.shape, dtype="float64", name=f"in{i}"))
-            differentiated.append(True)
-    return tensors, differentiated
+            tensors.append(gn.variable(value.copy(), name=f"in{i}", trainable=spec.trainable))
+            continue
+        shape = value.shape
+        if shape and (unknown_batch is True or (unknown_batch and i in unknown_batch)):
+            shape = (None,) + shape[1:]
+        tensors.append(gn.placeholder(shape, dtype=value.dtype, name=f"in{i}"))
+    return tensors
 
 
-def _values(inputs):
-    return [spec.value.copy() if isinstance(spec, (Variable, Fixed)) else np.array(spec, dtype=np.float64)
-            for spec in inputs]
+def _split(built):
+    """`build` returns the output, or (output, probes) with probes a list of (tensor, condition) pairs."""
+    if isinstance(built, tuple):
+        out, probes = built
+        return out, list(probes)
+    return built, []
+
+
+def _output_shape(build, inputs, values):
+    """The concrete shape of the output, from a throwaway graph with every size known."""
+    with gn.Graph():
+        out, _ = _split(build(*_make_inputs(inputs, values, unknown_batch=False)))
+        return out.shape
 
 
 def _has_random_op(loss):
@@ -82,7 +96,8 @@ def _has_random_op(loss):
     return False
 
 
-def check_gradients(build, inputs, *, device="reference", eps=1e-6, rtol=1e-4, atol=1e-6, seed=0):
+def check_gradients(build, inputs, *, device="reference", eps=1e-6, rtol=1e-4, atol=1e-6, seed=0,
+                    unknown_batch=False):
     """Assert that the gradients of `build(*inputs)` match central finite differences; return them.
 
     `build` maps one graph tensor per input to an output tensor (any shape, float64). `inputs` holds NumPy
@@ -94,17 +109,28 @@ def check_gradients(build, inputs, *, device="reference", eps=1e-6, rtol=1e-4, a
     (the absolute part scales with the input's largest gradient, since the finite differences' rounding error
     grows with the size of L). On failure the message names the worst element. Returns a list of
     (analytic, numeric) pairs, one per differentiated input.
+
+    `unknown_batch` declares the first size of placeholders None (any batch), as a user writes
+    `placeholder((None, 784))`, so that shapes are only known when the program runs: True for every placeholder,
+    or a collection of input positions (e.g. {0} for x but not the weights).
+
+    `build` may also return `(out, probes)`, where probes is a list of (intermediate tensor, condition) pairs:
+    each condition must hold for its tensor's value at the unperturbed inputs, or the example is rejected
+    (Hypothesis' `assume`). Random compositions use this to skip the rare draw that puts a value within reach
+    of ε of a kink (a relu input near 0, a near-tie in a max-pool window), where finite differences measure no
+    derivative.
     """
+    values = [_value(spec, i) for i, spec in enumerate(inputs)]
+    out_shape = _output_shape(build, inputs, values) if unknown_batch else None
     with gn.Graph():
-        tensors, differentiated = _make_inputs(inputs)
-        out = build(*tensors)
+        tensors = _make_inputs(inputs, values, unknown_batch)
+        out, probes = _split(build(*tensors))
         if out.dtype != np.float64:
             raise TypeError(f"the output '{out.name}' is {out.dtype}; build the check in float64")
-        projection = np.asarray(np.random.default_rng(seed).standard_normal(out.shape), dtype=np.float64)
-        loss = gn.sum(out * gn.constant(projection, dtype="float64"), name="projected_loss")
-        wrt = [t for t, d in zip(tensors, differentiated) if d]
-        grads = gn.gradients(loss, wrt)
-    values = _values(inputs)
+        projection = np.random.default_rng(seed).standard_normal(out_shape or out.shape)
+        loss = gn.sum(out * gn.constant(np.asarray(projection, dtype=np.float64)), name="projected_loss")
+        wrt = [(i, t) for i, (t, spec) in enumerate(zip(tensors, inputs)) if not isinstance(spec, Fixed)]
+        grads = gn.gradients(loss, [t for _, t in wrt])
     random = _has_random_op(loss)
 
     def feeds_for(current):
@@ -116,9 +142,13 @@ def check_gradients(build, inputs, *, device="reference", eps=1e-6, rtol=1e-4, a
                 feeds[t] = v
         return feeds
 
-    program = gn.compile([loss] + grads, device=device)
-    loss_value, *analytic = program.run(feeds_for(values))
+    program = gn.compile([loss] + grads + [t for t, _ in probes], device=device)
+    loss_value, *fetched = program.run(feeds_for(values))
+    analytic, probe_values = fetched[:len(grads)], fetched[len(grads):]
     assert np.isfinite(loss_value), f"the loss is {loss_value} at the unperturbed inputs"
+    if not all(condition(v) for (_, condition), v in zip(probes, probe_values)):
+        from hypothesis import assume
+        assume(False)
 
     forward = gn.compile(loss, device=device)
 
@@ -127,12 +157,11 @@ def check_gradients(build, inputs, *, device="reference", eps=1e-6, rtol=1e-4, a
         return float(prog.run(feeds_for(current)))
 
     results = []
-    for k, (t, a) in enumerate(zip(wrt, analytic)):
-        position = [i for i, tt in enumerate(tensors) if tt is t][0]
-        assert a.shape == t.shape, f"gradient of '{t.name}' has shape {a.shape}, the input has {t.shape}"
+    for (position, t), a in zip(wrt, analytic):
+        base = values[position]
+        assert a.shape == base.shape, f"gradient of '{t.name}' has shape {a.shape}, the input has {base.shape}"
         assert a.dtype == np.float64, f"gradient of '{t.name}' is {a.dtype}, not float64"
         numeric = np.zeros_like(a)
-        base = values[position]
         for index in np.ndindex(*base.shape):
             original = base[index]
             base[index] = original + eps
@@ -151,7 +180,8 @@ def check_gradients(build, inputs, *, device="reference", eps=1e-6, rtol=1e-4, a
 def _compare(name, where, analytic, numeric, rtol, atol):
     if not np.all(np.isfinite(analytic)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(analytic))[0])
-        raise GradientMismatch(f"{where} '{name}' {analytic.shape}: analytic gradient is {float(analytic[bad])} at {bad}")
+        raise GradientMismatch(f"{where} '{name}' {analytic.shape}: analytic gradient is {float(analytic[bad])} "
+                               f"at {bad}")
     scale = max(1.0, float(np.max(np.abs(numeric), initial=0.0)))
     tolerance = atol * scale + rtol * np.abs(numeric)
     error = np.abs(analytic - numeric)
@@ -161,6 +191,6 @@ def _compare(name, where, analytic, numeric, rtol, atol):
         failing = int(np.sum(error > tolerance))
         raise GradientMismatch(
             f"{where} '{name}' {analytic.shape}: {failing} of {analytic.size} gradient elements differ from "
-            f"central differences; worst at {worst}: analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r}, "
-            f"|difference| {error[worst]:.3g} > tolerance {tolerance[worst]:.3g}\n"
+            f"central differences; worst at {worst}: analytic {float(analytic[worst])!r}, "
+            f"numeric {float(numeric[worst])!r}, |difference| {error[worst]:.3g} > tolerance {tolerance[worst]:.3g}\n"
             f"analytic:\n{np.array2string(analytic, precision=6)}\nnumeric:\n{np.array2string(numeric, precision=6)}")
