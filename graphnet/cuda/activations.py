@@ -1,0 +1,264 @@
+"""Activation kernels and their derivatives (formulas in graphnet/ops/activations.py), and softmax along an axis.
+
+Activations are elementwise (see elementwise.py). Softmax reads whole rows: the tensor is viewed as
+(outer, L, inner) with L the softmax axis, element (o, l, i) at o·L·inner + l·inner + i, and one thread owns one
+row (o, i):
+
+    m = max_l x[o, l, i]
+    softmax:      y = e^(x − m) / Σ_l e^(x − m)
+    log_softmax:  y = x − m − log Σ_l e^(x − m)
+    softmax_grad:      dx = y · (dy − Σ_l dy·y)
+    log_softmax_grad:  dx = dy − e^y · Σ_l dy
+Neighbouring threads own neighbouring i, so for softmax over channels the reads coalesce. Sums accumulate in
+float64.
+"""
+import math
+
+from numba import cuda
+
+from .elementwise import Pointwise
+from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
+from .registry import register_generic
+
+# ---------------------------------------------------------------------------------------------------------------
+# elementwise activations
+
+
+@cuda.jit(device=True)
+def f_relu(x, p):
+    """max(x, 0), NaN staying NaN as with np.maximum."""
+    if x > 0 or x != x:
+        return x
+    return 0.0
+
+
+@cuda.jit(device=True)
+def f_relu_grad(dy, y, p):
+    return dy if y > 0 else dy * 0
+
+
+@cuda.jit(device=True)
+def f_leaky_relu(x, slope):
+    return x if x > 0 else slope * x
+
+
+@cuda.jit(device=True)
+def f_leaky_relu_grad(dy, x, slope):
+    return dy if x > 0 else slope * dy
+
+
+@cuda.jit(device=True)
+def f_elu(x, alpha):
+    return x if x > 0 else alpha * math.expm1(min(x, 0))
+
+
+@cuda.jit(device=True)
+def f_elu_grad(dy, x, y, alpha):
+    """α(eˣ − 1) + α = αeˣ = y + α"""
+    return dy if x > 0 else dy * (y + alpha)
+
+
+@cuda.jit(device=True)
+def f_sigmoid(x, p):
+    """1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) for x < 0: neither overflows."""
+    e = math.exp(-abs(x))
+    if x >= 0:
+        return 1 / (1 + e)
+    return e / (1 + e)
+
+
+@cuda.jit(device=True)
+def f_sigmoid_grad(dy, y, p):
+    return dy * y * (1 - y)
+
+
+@cuda.jit(device=True)
+def f_tanh(x, p):
+    return math.tanh(x)
+
+
+@cuda.jit(device=True)
+def f_tanh_grad(dy, y, p):
+    return dy * (1 - y * y)
+
+
+RELU = Pointwise("relu", f_relu, 1)
+RELU_GRAD = Pointwise("relu_grad", f_relu_grad, 2)
+LEAKY_RELU = Pointwise("leaky_relu", f_leaky_relu, 1)
+LEAKY_RELU_GRAD = Pointwise("leaky_relu_grad", f_leaky_relu_grad, 2)
+ELU = Pointwise("elu", f_elu, 1)
+ELU_GRAD = Pointwise("elu_grad", f_elu_grad, 3)
+SIGMOID = Pointwise("sigmoid", f_sigmoid, 1)
+SIGMOID_GRAD = Pointwise("sigmoid_grad", f_sigmoid_grad, 2)
+TANH = Pointwise("tanh", f_tanh, 1)
+TANH_GRAD = Pointwise("tanh_grad", f_tanh_grad, 2)
+
+
+@step_kernel
+def relu(out, x):
+    return RELU.launches(out, [x])
+
+
+@step_kernel
+def relu_grad(out, dy, y):
+    """dy · [y > 0]"""
+    return RELU_GRAD.launches(out, [dy, y])
+
+
+@step_kernel
+def leaky_relu(out, x, *, slope):
+    return LEAKY_RELU.launches(out, [x], slope)
+
+
+@step_kernel
+def leaky_relu_grad(out, dy, x, *, slope):
+    return LEAKY_RELU_GRAD.launches(out, [dy, x], slope)
+
+
+@step_kernel
+def elu(out, x, *, alpha):
+    return ELU.launches(out, [x], alpha)
+
+
+@step_kernel
+def elu_grad(out, dy, x, y, *, alpha):
+    return ELU_GRAD.launches(out, [dy, x, y], alpha)
+
+
+@step_kernel
+def sigmoid(out, x):
+    return SIGMOID.launches(out, [x])
+
+
+@step_kernel
+def sigmoid_grad(out, dy, y):
+    return SIGMOID_GRAD.launches(out, [dy, y])
+
+
+@step_kernel
+def tanh(out, x):
+    return TANH.launches(out, [x])
+
+
+@step_kernel
+def tanh_grad(out, dy, y):
+    return TANH_GRAD.launches(out, [dy, y])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# softmax along an axis: one thread per row (o, i)
+
+@cuda.jit(device=True)
+def row_max(x, base, length, inner):
+    m = x[base]
+    for l in range(1, length):
+        v = x[base + l * inner]
+        if v > m or v != v:
+            m = v
+    return m
+
+
+@cuda.jit
+def softmax_rows(out, x, outer, length, inner):
+    for row in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        base = (row // inner) * length * inner + row % inner
+        m = row_max(x, base, length, inner)
+        total = 0.0
+        for l in range(length):
+            total += math.exp(x[base + l * inner] - m)
+        for l in range(length):
+            out[base + l * inner] = math.exp(x[base + l * inner] - m) / total
+
+
+@cuda.jit
+def log_softmax_rows(out, x, outer, length, inner):
+    for row in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        base = (row // inner) * length * inner + row % inner
+        m = row_max(x, base, length, inner)
+        total = 0.0
+        for l in range(length):
+            total += math.exp(x[base + l * inner] - m)
+        shift = m + math.log(total)
+        for l in range(length):
+            out[base + l * inner] = x[base + l * inner] - shift
+
+
+@cuda.jit
+def softmax_grad_rows(out, dy, y, outer, length, inner):
+    for row in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        base = (row // inner) * length * inner + row % inner
+        dot = 0.0
+        for l in range(length):
+            dot += dy[base + l * inner] * y[base + l * inner]
+        for l in range(length):
+            at = base + l * inner
+            out[at] = y[at] * (dy[at] - dot)
+
+
+@cuda.jit
+def log_softmax_grad_rows(out, dy, y, outer, length, inner):
+    for row in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        base = (row // inner) * length * inner + row % inner
+        total = 0.0
+        for l in range(length):
+            total += dy[base + l * inner]
+        for l in range(length):
+            at = base + l * inner
+            out[at] = dy[at] - math.exp(y[at]) * total
+
+
+def _rows_signature(arrays):
+    from numba import types
+    return lambda f: (f[::1],) * arrays + (types.int64,) * 3
+
+
+register_generic("softmax_rows", softmax_rows, _rows_signature(2))
+register_generic("log_softmax_rows", log_softmax_rows, _rows_signature(2))
+register_generic("softmax_grad_rows", softmax_grad_rows, _rows_signature(3))
+register_generic("log_softmax_grad_rows", log_softmax_grad_rows, _rows_signature(3))
+
+
+def split_axis(shape, axis):
+    """(outer, L, inner): the sizes before, at and after `axis`."""
+    outer = 1
+    for size in shape[:axis]:
+        outer *= size
+    inner = 1
+    for size in shape[axis + 1:]:
+        inner *= size
+    return outer, shape[axis], inner
+
+
+def row_launch(kernel, out, arrays, axis):
+    outer, length, inner = split_axis(shape_of(out), axis)
+    return [BoundLaunch(kernel, grid_for(outer * inner), BLOCK,
+                        [flat(out)] + [flat(a) for a in arrays] + [outer, length, inner])]
+
+
+@step_kernel
+def softmax(out, x, *, axis):
+    return row_launch(softmax_rows, out, [x], axis)
+
+
+@step_kernel
+def log_softmax(out, x, *, axis):
+    return row_launch(log_softmax_rows, out, [x], axis)
+
+
+@step_kernel
+def softmax_grad(out, dy, y, *, axis):
+    return row_launch(softmax_grad_rows, out, [dy, y], axis)
+
+
+@step_kernel
+def log_softmax_grad(out, dy, y, *, axis):
+    return row_launch(log_softmax_grad_rows, out, [dy, y], axis)
+
+
+KERNELS = {
+    "relu": relu, "relu_grad": relu_grad, "leaky_relu": leaky_relu, "leaky_relu_grad": leaky_relu_grad,
+    "elu": elu, "elu_grad": elu_grad, "sigmoid": sigmoid, "sigmoid_grad": sigmoid_grad,
+    "tanh": tanh, "tanh_grad": tanh_grad,
+    "softmax": softmax, "softmax_grad": softmax_grad, "log_softmax": log_softmax,
+    "log_softmax_grad": log_softmax_grad,
+}

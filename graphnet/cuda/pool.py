@@ -1,0 +1,159 @@
+"""2-D max and average pooling, NCHW, forward and backward (formulas in graphnet/backends/reference/pool.py).
+
+Window (KH, KW), stride (SH, SW), padding (PT, PL) on top and left. Output position (oh, ow) pools the input rows
+h = oh·SH + r − PT (0 ≤ r < KH) and columns w = ow·SW + s − PL; positions outside the input are padding: −∞ for
+max (never wins), 0 for average, which always divides by KH·KW.
+
+Forward kernels: one thread per output element. Backward kernels: one thread per *input* element, which gathers
+from every window that contains it — no two threads write the same place, so no atomics. Input row h lies in the
+windows oh with
+
+    ceil((h + PT − KH + 1) / SH) ≤ oh ≤ floor((h + PT) / SH)        (clipped to 0 ≤ oh < OH; columns alike)
+
+Max pooling's gradient goes, in each window, to the *first* position in row-major order whose x equals the
+window's max y (as the reference does); a window whose max is NaN passes nothing.
+"""
+import math
+
+from numba import cuda, types
+
+from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
+from .registry import register_generic
+
+
+@cuda.jit(device=True)
+def window_range(h, pad, kernel, stride, out_size):
+    """The first and one-past-last window index along one axis that contain input index h."""
+    lowest = h + pad - kernel + 1
+    first = 0 if lowest <= 0 else (lowest + stride - 1) // stride
+    last = min(out_size - 1, (h + pad) // stride)
+    return first, last + 1
+
+
+@cuda.jit
+def max_pool_forward(out, x, geometry):
+    height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
+    for o in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        ow = o % out_w
+        oh = (o // out_w) % out_h
+        plane = o // (out_w * out_h)
+        m = -math.inf
+        for r in range(kh):
+            h = oh * sh + r - pt
+            if 0 <= h < height:
+                for s in range(kw):
+                    w = ow * sw + s - pl
+                    if 0 <= w < width:
+                        v = x[(plane * height + h) * width + w]
+                        if v > m or v != v:
+                            m = v
+        out[o] = m
+
+
+@cuda.jit(device=True)
+def first_max_position(x, plane, oh, ow, target, geometry):
+    """(h, w) of the first real position of window (oh, ow), row-major, where x equals target; (-1, -1) if none."""
+    height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
+    for r in range(kh):
+        h = oh * sh + r - pt
+        if 0 <= h < height:
+            for s in range(kw):
+                w = ow * sw + s - pl
+                if 0 <= w < width and x[(plane * height + h) * width + w] == target:
+                    return h, w
+    return -1, -1
+
+
+@cuda.jit
+def max_pool_backward(dx, dy, x, y, geometry):
+    height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        w = i % width
+        h = (i // width) % height
+        plane = i // (width * height)
+        oh_first, oh_stop = window_range(h, pt, kh, sh, out_h)
+        ow_first, ow_stop = window_range(w, pl, kw, sw, out_w)
+        acc = 0.0
+        for oh in range(oh_first, oh_stop):
+            for ow in range(ow_first, ow_stop):
+                o = (plane * out_h + oh) * out_w + ow
+                wh, ww = first_max_position(x, plane, oh, ow, y[o], geometry)
+                if wh == h and ww == w:
+                    acc += dy[o]
+        dx[i] = acc
+
+
+@cuda.jit
+def avg_pool_forward(out, x, geometry):
+    height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
+    for o in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        ow = o % out_w
+        oh = (o // out_w) % out_h
+        plane = o // (out_w * out_h)
+        total = 0.0
+        for r in range(kh):
+            h = oh * sh + r - pt
+            if 0 <= h < height:
+                for s in range(kw):
+                    w = ow * sw + s - pl
+                    if 0 <= w < width:
+                        total += x[(plane * height + h) * width + w]
+        out[o] = total / (kh * kw)
+
+
+@cuda.jit
+def avg_pool_backward(dx, dy, geometry):
+    height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        w = i % width
+        h = (i // width) % height
+        plane = i // (width * height)
+        oh_first, oh_stop = window_range(h, pt, kh, sh, out_h)
+        ow_first, ow_stop = window_range(w, pl, kw, sw, out_w)
+        total = 0.0
+        for oh in range(oh_first, oh_stop):
+            for ow in range(ow_first, ow_stop):
+                total += dy[(plane * out_h + oh) * out_w + ow]
+        dx[i] = total / (kh * kw)
+
+
+_GEOMETRY = types.UniTuple(types.int64, 10)
+register_generic("max_pool_forward", max_pool_forward, lambda f: (f[::1], f[::1], _GEOMETRY))
+register_generic("max_pool_backward", max_pool_backward, lambda f: (f[::1], f[::1], f[::1], f[::1], _GEOMETRY))
+register_generic("avg_pool_forward", avg_pool_forward, lambda f: (f[::1], f[::1], _GEOMETRY))
+register_generic("avg_pool_backward", avg_pool_backward, lambda f: (f[::1], f[::1], _GEOMETRY))
+
+
+def pool_geometry(x_shape, y_shape, kernel_size, stride, padding):
+    """(H, W, OH, OW, KH, KW, SH, SW, PT, PL) as the kernels unpack it."""
+    (kh, kw), (sh, sw), ((pt, _), (pl, _)) = kernel_size, stride, padding
+    return tuple(int(v) for v in (x_shape[2], x_shape[3], y_shape[2], y_shape[3], kh, kw, sh, sw, pt, pl))
+
+
+@step_kernel
+def max_pool2d(out, x, *, kernel_size, stride, padding):
+    geometry = pool_geometry(shape_of(x), shape_of(out), kernel_size, stride, padding)
+    return [BoundLaunch(max_pool_forward, grid_for(out.size), BLOCK, [flat(out), flat(x), geometry])]
+
+
+@step_kernel
+def max_pool2d_grad(out, dy, x, y, *, kernel_size, stride, padding):
+    geometry = pool_geometry(shape_of(x), shape_of(y), kernel_size, stride, padding)
+    return [BoundLaunch(max_pool_backward, grid_for(out.size), BLOCK,
+                        [flat(out), flat(dy), flat(x), flat(y), geometry])]
+
+
+@step_kernel
+def avg_pool2d(out, x, *, kernel_size, stride, padding):
+    geometry = pool_geometry(shape_of(x), shape_of(out), kernel_size, stride, padding)
+    return [BoundLaunch(avg_pool_forward, grid_for(out.size), BLOCK, [flat(out), flat(x), geometry])]
+
+
+@step_kernel
+def avg_pool2d_grad(out, dy, *, kernel_size, stride, padding):
+    geometry = pool_geometry(shape_of(out), shape_of(dy), kernel_size, stride, padding)
+    return [BoundLaunch(avg_pool_backward, grid_for(out.size), BLOCK, [flat(out), flat(dy), geometry])]
+
+
+KERNELS = {"max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad, "avg_pool2d": avg_pool2d,
+           "avg_pool2d_grad": avg_pool2d_grad}

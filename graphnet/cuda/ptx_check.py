@@ -1,0 +1,144 @@
+"""The PTX build check: compile every device kernel of graphnet/cuda to PTX and assemble it with `ptxas`.
+
+    python -m graphnet.cuda.ptx_check [--cc 7.5 8.0 9.0] [--jobs 2]
+
+No GPU is needed: `numba.cuda.compile_ptx` runs NVVM (libnvvm from the CUDA toolkit, NVRTC from the wheel
+nvidia-cuda-nvrtc==13.0.*) and `ptxas -v` turns the PTX into machine code for each compute capability, reporting
+registers, shared memory, stack and spills per kernel. This catches what Numba's simulator cannot: shared arrays
+whose size is not a compile-time constant, Python that does not compile for the GPU, register spills.
+
+Every kernel in registry.DEVICE_KERNELS is compiled for float32 at every compute capability asked for, and for
+float64 at the first. The check fails (exit status 1) if any kernel fails to compile or assemble. It must run
+without the simulator (NUMBA_ENABLE_CUDASIM unset): the simulator replaces numba.cuda and has no compiler.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+DEFAULT_CCS = ((7, 5), (8, 0), (9, 0))
+PTXAS_CANDIDATES = ("/usr/local/cuda/bin/ptxas", "/usr/local/cuda-13.0/bin/ptxas")
+
+
+def find_ptxas():
+    found = shutil.which("ptxas")
+    if found:
+        return found
+    for candidate in PTXAS_CANDIDATES:
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def all_kernels():
+    """Import every op module (which registers its kernels) and return the registry."""
+    from . import load_tables
+    from .registry import DEVICE_KERNELS
+    load_tables()
+    return DEVICE_KERNELS
+
+
+USAGE = re.compile(r"Used (\d+) registers(?:.*?(\d+) bytes smem)?")
+FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+
+
+def assemble(ptxas, ptx, cc):
+    """ptxas -v on one PTX text: (registers, shared bytes, stack bytes, spill bytes) or an error text."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "kernel.ptx")
+        with open(source, "w") as f:
+            f.write(ptx)
+        run = subprocess.run([ptxas, "-v", f"-arch=sm_{cc[0]}{cc[1]}", source, "-o", os.path.join(folder, "k.cubin")],
+                             capture_output=True, text=True)
+    report = run.stdout + run.stderr
+    if run.returncode != 0:
+        return None, report.strip()
+    usage, frame = USAGE.search(report), FRAME.search(report)
+    if usage is None or frame is None:
+        return None, f"could not read ptxas -v:\n{report}"
+    return (int(usage.group(1)), int(usage.group(2) or 0), int(frame.group(1)),
+            int(frame.group(2)) + int(frame.group(3))), None
+
+
+class _TargetDevice:
+    """Stands in for the GPU this machine may not have. Numba compiles a device function (@cuda.jit(device=True))
+    the first time a kernel calling it is typed, for the compute capability of the *current device*; without a
+    GPU there is none, so the check names the capability it is building for."""
+
+    def __init__(self, cc):
+        self.compute_capability = cc
+
+
+def _build_for(cc):
+    from numba.cuda import dispatcher
+    dispatcher.get_current_device = lambda: _TargetDevice(cc)
+
+
+def check_one(job):
+    """Compile kernel number `index` for one dtype at the given capabilities; one result row per capability."""
+    index, dtype_name, ccs, ptxas = job
+    import numba
+    from numba import cuda
+    kernel = all_kernels()[index]
+    dtype = np.dtype(dtype_name)
+    dispatcher = kernel.kernel_for(dtype)
+    signature = kernel.signature(numba.from_dtype(dtype))
+    rows = []
+    for cc in ccs:
+        start = time.perf_counter()
+        _build_for(cc)
+        try:
+            ptx, _ = cuda.compile_ptx(dispatcher.py_func, signature, cc=cc)
+        except Exception as error:
+            rows.append((kernel.name, dtype_name, cc, None, f"compile_ptx failed: {type(error).__name__}: {error}"))
+            continue
+        usage, problem = assemble(ptxas, ptx, cc)
+        rows.append((kernel.name, dtype_name, cc, usage, problem, time.perf_counter() - start))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cc", nargs="+", default=[f"{a}.{b}" for a, b in DEFAULT_CCS],
+                        help="compute capabilities, e.g. 7.5 8.0 9.0")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    import numba
+    if numba.config.ENABLE_CUDASIM:
+        print("the PTX check needs the real numba.cuda: unset NUMBA_ENABLE_CUDASIM")
+        return 1
+    ptxas = find_ptxas()
+    if ptxas is None:
+        print("ptxas not found: install the CUDA toolkit (it ships ptxas and libnvvm) or put ptxas on the PATH")
+        return 1
+    ccs = [tuple(int(part) for part in text.split(".")) for text in args.cc]
+    kernels = all_kernels()
+    jobs = [(i, "float32", ccs, ptxas) for i in range(len(kernels))]
+    jobs += [(i, "float64", ccs[:1], ptxas) for i in range(len(kernels))]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        rows = [row for result in pool.map(check_one, jobs) for row in result]
+    failures = [row for row in rows if row[3] is None]
+    print(f"{'kernel':<44} {'dtype':<8} {'sm':>3} {'regs':>5} {'smem':>7} {'stack':>6} {'spill':>6}")
+    for name, dtype_name, cc, usage, problem, *_ in rows:
+        sm = f"{cc[0]}{cc[1]}"
+        if usage is None:
+            print(f"{name:<44} {dtype_name:<8} {sm:>3}  FAILED: {problem}")
+        else:
+            regs, smem, stack, spill = usage
+            print(f"{name:<44} {dtype_name:<8} {sm:>3} {regs:>5} {smem:>7} {stack:>6} {spill:>6}")
+    print(f"\n{len(kernels)} kernels, {len(rows)} builds (float32 at sm {', '.join(f'{a}{b}' for a, b in ccs)}; "
+          f"float64 at sm {ccs[0][0]}{ccs[0][1]}), {len(failures)} failed, {time.perf_counter() - start:.0f} s; "
+          f"ptxas: {ptxas}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
