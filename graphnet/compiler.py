@@ -17,8 +17,9 @@ from .program import Program
 SOURCES = ("placeholder", "variable", "constant")
 
 
-def compile(fetches, device="reference", reuse_memory=True):
-    """Compile the part of the graph that `fetches` need into a Program for `device`.
+def compile(fetches, device="cpu", reuse_memory=True):
+    """Compile the part of the graph that `fetches` need into a Program for `device`: "cpu" (the default:
+    compiled Cython kernels), "cuda", "auto" (cuda where a GPU is usable, else cpu) or "reference" (NumPy).
 
     `fetches` is a tensor or a list of tensors; `Program.run(feeds)` returns their values in the same form."""
     site = user_site()

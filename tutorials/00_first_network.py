@@ -23,7 +23,7 @@ from graphnet.data import shape_images
 from graphnet.data.synthetic import SHAPE_CLASSES
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", default="reference", help="backend to run on (default: reference)")
+parser.add_argument("--device", default="cpu", help="backend to run on: cpu (default), cuda, auto or reference")
 parser.add_argument("--epochs", type=int, default=8)
 parser.add_argument("--quick", action="store_true", help="a tiny run: little data, one epoch")
 args = parser.parse_args()

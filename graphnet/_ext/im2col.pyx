@@ -9,89 +9,55 @@ comes from cols' shape, so the bottom/right padding need not be passed:
     cols[n, (c*KH + r)*KW + s, oh, ow] = x[n, c, oh*sh + r*dh - pt, ow*sw + s*dw - pl]   (0 outside x)
 
 col2im is the adjoint: it zero-fills dx, then adds each cols entry back to the position of x it was read from.
-Both run over the N*C image planes in parallel (OpenMP); each plane is written by one thread only.
+Both run over the N*C image planes in parallel (OpenMP); each plane is written by one thread only. The per-plane
+loops live in _windows.pxd, shared with the convolution kernels (conv.pyx), which run them per image.
 Types: float32 or float64 (fused), the same for both arrays; both C-contiguous.
 """
 from cython.parallel cimport prange
 
 import numpy as np
 
-ctypedef fused real:
-    float
-    double
+from graphnet._ext._blas cimport real
+from graphnet._ext._windows cimport Window, col2im_plane, im2col_plane
 
 
-cdef inline Py_ssize_t _first_inside(Py_ssize_t base, Py_ssize_t stride) noexcept nogil:
-    """Smallest o >= 0 with o*stride + base >= 0, i.e. ceil(-base / stride) (divisions of non-negatives only)."""
-    if base >= 0:
-        return 0
-    return (-base + stride - 1) // stride
-
-
-cdef inline Py_ssize_t _stop_inside(Py_ssize_t base, Py_ssize_t stride, Py_ssize_t size,
-                                    Py_ssize_t count, Py_ssize_t first) noexcept nogil:
-    """One past the largest o < count with o*stride + base < size, i.e. min(count, ceil((size - base) / stride))."""
-    cdef Py_ssize_t stop = 0
-    if size - base > 0:
-        stop = (size - base + stride - 1) // stride
-    if stop > count:
-        stop = count
-    if stop < first:
-        stop = first
-    return stop
+cdef Window _window(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
+                    Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
+                    Py_ssize_t dw):
+    cdef Window win
+    win.height, win.width, win.out_h, win.out_w = height, width, out_h, out_w
+    win.kh, win.kw, win.sh, win.sw, win.pt, win.pl, win.dh, win.dw = kh, kw, sh, sw, pt, pl, dh, dw
+    return win
 
 
 def _im2col(const real[:, :, :, ::1] x, real[:, :, :, ::1] cols, Py_ssize_t kh, Py_ssize_t kw,
             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw):
-    cdef Py_ssize_t n_images = x.shape[0], channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t out_h = cols.shape[2], out_w = cols.shape[3]
-    cdef Py_ssize_t plane, n, c, r, s, row, oh, ow, h, oh_first, oh_stop, ow_first, ow_stop
-    for plane in prange(n_images * channels, nogil=True, schedule="static"):
-        n = plane // channels
-        c = plane % channels
-        for r in range(kh):
-            oh_first = _first_inside(r * dh - pt, sh)
-            oh_stop = _stop_inside(r * dh - pt, sh, height, out_h, oh_first)
-            for s in range(kw):
-                ow_first = _first_inside(s * dw - pl, sw)
-                ow_stop = _stop_inside(s * dw - pl, sw, width, out_w, ow_first)
-                row = (c * kh + r) * kw + s
-                for oh in range(out_h):
-                    if oh < oh_first or oh >= oh_stop:          # the whole output row reads padding
-                        for ow in range(out_w):
-                            cols[n, row, oh, ow] = 0
-                        continue
-                    h = oh * sh + r * dh - pt
-                    for ow in range(ow_first):
-                        cols[n, row, oh, ow] = 0
-                    for ow in range(ow_first, ow_stop):
-                        cols[n, row, oh, ow] = x[n, c, h, ow * sw + s * dw - pl]
-                    for ow in range(ow_stop, out_w):
-                        cols[n, row, oh, ow] = 0
+    cdef Py_ssize_t channels = x.shape[1], plane_size = x.shape[2] * x.shape[3]
+    cdef Py_ssize_t out_size = cols.shape[2] * cols.shape[3], taps = kh * kw, plane
+    cdef Window win = _window(x.shape[2], x.shape[3], cols.shape[2], cols.shape[3], kh, kw, sh, sw, pt, pl, dh, dw)
+    if x.size == 0 or cols.size == 0:
+        return
+    cdef const real* images = &x[0, 0, 0, 0]
+    cdef real* rows = &cols[0, 0, 0, 0]
+    for plane in prange(x.shape[0] * channels, nogil=True, schedule="static"):   # plane = n·C + c
+        im2col_plane(images + plane * plane_size, rows + plane * taps * out_size, out_size, &win)
 
 
 def _col2im(const real[:, :, :, ::1] cols, real[:, :, :, ::1] dx, Py_ssize_t kh, Py_ssize_t kw,
             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw):
-    cdef Py_ssize_t n_images = dx.shape[0], channels = dx.shape[1], height = dx.shape[2], width = dx.shape[3]
-    cdef Py_ssize_t out_h = cols.shape[2], out_w = cols.shape[3]
-    cdef Py_ssize_t plane, n, c, r, s, row, oh, ow, h, w, oh_first, oh_stop, ow_first, ow_stop
-    for plane in prange(n_images * channels, nogil=True, schedule="static"):
-        n = plane // channels
-        c = plane % channels
-        for h in range(height):
-            for w in range(width):
-                dx[n, c, h, w] = 0
-        for r in range(kh):
-            oh_first = _first_inside(r * dh - pt, sh)
-            oh_stop = _stop_inside(r * dh - pt, sh, height, out_h, oh_first)
-            for s in range(kw):
-                ow_first = _first_inside(s * dw - pl, sw)
-                ow_stop = _stop_inside(s * dw - pl, sw, width, out_w, ow_first)
-                row = (c * kh + r) * kw + s
-                for oh in range(oh_first, oh_stop):
-                    h = oh * sh + r * dh - pt
-                    for ow in range(ow_first, ow_stop):
-                        dx[n, c, h, ow * sw + s * dw - pl] = dx[n, c, h, ow * sw + s * dw - pl] + cols[n, row, oh, ow]
+    cdef Py_ssize_t channels = dx.shape[1], plane_size = dx.shape[2] * dx.shape[3]
+    cdef Py_ssize_t out_size = cols.shape[2] * cols.shape[3], taps = kh * kw, plane
+    cdef Window win = _window(dx.shape[2], dx.shape[3], cols.shape[2], cols.shape[3], kh, kw, sh, sw, pt, pl, dh,
+                              dw)
+    if dx.size == 0:
+        return
+    if cols.size == 0:
+        dx[...] = 0
+        return
+    cdef const real* rows = &cols[0, 0, 0, 0]
+    cdef real* images = &dx[0, 0, 0, 0]
+    for plane in prange(dx.shape[0] * channels, nogil=True, schedule="static"):
+        col2im_plane(rows + plane * taps * out_size, out_size, images + plane * plane_size, &win)
 
 
 def _check(image, cols, kh, kw, sh, sw, pt, pl, dh, dw, image_name):

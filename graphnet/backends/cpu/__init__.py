@@ -12,12 +12,23 @@ import importlib
 import pkgutil
 
 from ... import _ext
+from ...errors import GraphError
 from ..base import Backend
 
 
+NOT_BUILT = ("device 'cpu' needs graphnet's compiled kernels (graphnet/_ext), and {problem}. Build them with "
+             "`pip install -e .` in the repository (a C compiler is needed), or run on device='reference'")
+
+
 def _load():
-    modules = [importlib.import_module(f"graphnet._ext.{info.name}") for info in pkgutil.iter_modules(_ext.__path__)]
+    try:
+        modules = [importlib.import_module(f"graphnet._ext.{info.name}")
+                   for info in pkgutil.iter_modules(_ext.__path__)]
+    except ImportError as error:
+        raise GraphError(NOT_BUILT.format(problem=f"one failed to load: {error}")) from None
     modules = [m for m in modules if hasattr(m, "KERNELS")]
+    if not modules:
+        raise GraphError(NOT_BUILT.format(problem=f"none is built in {_ext.__path__[0]}"))
     merged = {key: {} for key in ("KERNELS", "SPECIALIZE", "WORKSPACE", "FUSIONS", "CAN_FUSE")}
     for module in modules:
         for key, table in merged.items():

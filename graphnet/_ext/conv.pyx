@@ -1,0 +1,516 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""2-D convolution of the cpu backend (NCHW): forward (optionally fused with ReLU), gradient of the input and of
+the weight, with stride, padding, dilation and groups — the same results as graphnet.backends.reference.conv.
+
+x is (N, C, H, W), the weight w is (K, C/G, R, S) for G groups, the output y is (N, K, OH, OW):
+
+    y[n, k, oh, ow] = b[k] + Σ_{c, r, s} w[k, c, r, s] · x[n, g·C/G + c, oh·sh + r·dh − pt, ow·sw + s·dw − pl]
+    OH = floor((H + pt + pb − dh·(R − 1) − 1) / sh) + 1            (OW likewise)     g = k // (K/G)
+
+Per image n and group g, with cols_g[n] the (C/G·R·S) × (OH·OW) im2col matrix of the group's channels
+(_windows.pxd) and w_g the weight rows of the group as a (K/G) × (C/G·R·S) matrix:
+
+    forward       y_g[n]  = w_g · cols_g[n]                     (+ bias, ReLU: the epilogue)
+    grad input    dx[n]   = col2im(w_gᵀ · dy_g[n])               (the transposed convolution)
+    grad weight   dw_g    = Σ_n dy_g[n] · cols_g[n]ᵀ
+
+Algorithms, chosen per layer shape at compile time by SPECIALIZE (the schedule shows cpu.conv2d[<algorithm>]):
+
+    im2col+sgemm   unfold one image into the workspace, then one GEMM per group (dgemm for float64)
+    sgemm          a 1×1 kernel with stride 1 and no padding: x[n] already is cols[n], no unfolding at all
+    direct         groups with at most DIRECT_MAX_OUTPUTS (2) output channels, e.g. depthwise layers, where the
+                   GEMM would have one or two rows: each output plane is built as Σ_{c, r, s} w[k, c, r, s] · (a
+                   shifted view of the zero-padded input plane c), one vectorized multiply-add over a whole output
+                   row per tap, the output plane staying in L1 (3x faster than im2col for 3×3 depthwise).
+                   Measured on the 2-core EPYC, one thread: LeNet's first layer (1 → 6, 5×5) runs faster through
+                   im2col+sgemm (0.81 ms for 64 images) than direct (1.1 ms), so it is not chosen there. The direct
+                   loops compile to SSE2 (setup.py builds with -O3, no -march); a register-blocked AVX2 version would
+                   be the way to beat BLAS on such thin layers (BLAS spends 40% of that GEMM packing the 25-row
+                   im2col matrix, each element of which it then uses for only 6 multiply-adds).
+
+Workspace and threads. The images are handed out to OpenMP threads one at a time (a dynamic schedule: on a
+shared machine a thread that loses its core for a while does not hold up the others); each thread owns one
+slot of the workspace for its unfolded image (its padded plane for `direct`), and for the weight gradient also its
+own partial dw, summed into `out` at the end. One slot per thread, not one per image: the im2col matrix of one
+image (R·S times the image) stays in the thread's L2 cache, and memory does not grow with the batch. (The
+per-batch alternative, unfolding all N images before one GEMM per image, measured no faster and needs N slots.)
+The workspace comes from the memory plan (WORKSPACE below sizes it for min(threads, N) slots); a direct call
+without one allocates it. BLAS runs single-threaded inside the loop (see _blas.pxd).
+"""
+from cython.parallel cimport prange, threadid
+cimport numpy as cnp
+cimport openmp
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
+                                  real, restore_blas_threads)
+from graphnet._ext._buffers cimport data, require_floats
+from graphnet._ext._windows cimport Window, col2im_image, im2col_image
+
+cnp.import_array()
+
+cdef BlasThreads BLAS = find_blas_threads()
+
+cdef enum:
+    SLOT_ALIGNMENT = 64                # bytes: each thread's slot starts on its own cache line
+    DIRECT_MAX_OUTPUTS = 2             # output channels per group up to which `direct` beats im2col + GEMM
+
+cdef enum Algorithm:
+    IM2COL, GEMM_1X1, DIRECT
+
+
+cdef struct Conv:
+    Py_ssize_t images, channels, kernels, groups
+    Py_ssize_t channels_per_group, kernels_per_group
+    Py_ssize_t taps                    # R·S
+    Py_ssize_t rows_per_group          # C/G·R·S: the inner size of every GEMM
+    Py_ssize_t in_plane, out_plane     # H·W and OH·OW
+    Py_ssize_t padded_h, padded_w      # the part of the zero-padded input plane that windows read (direct)
+    Window win
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# geometry (Python level, once per call)
+
+def output_size(size, taps, lo, hi, stride, dilation):
+    """floor((size + lo + hi − dilation·(taps − 1) − 1) / stride) + 1"""
+    return (size + lo + hi - dilation * (taps - 1) - 1) // stride + 1
+
+
+cdef Conv conv_geometry(str kernel, tuple x_shape, tuple w_shape, tuple y_shape, stride, padding, dilation,
+                        groups) except *:
+    """The sizes a convolution kernel needs, checked against each other (x, w, y as in the module docstring)."""
+    cdef Conv cv
+    if len(x_shape) != 4 or len(w_shape) != 4 or len(y_shape) != 4:
+        raise ValueError(f"cpu.{kernel}: x, w and y must be 4-D (N, C, H, W), (K, C/G, R, S), (N, K, OH, OW); got "
+                         f"{x_shape}, {w_shape}, {y_shape}")
+    n, c, h, w = x_shape
+    k, c_per_group, kh, kw = w_shape
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
+    expected = (n, k, output_size(h, kh, pt, pb, sh, dh), output_size(w, kw, pl, pr, sw, dw))
+    if groups < 1 or c != c_per_group * groups or k % groups or tuple(y_shape) != expected:
+        raise ValueError(f"cpu.{kernel}: x {x_shape} and w {w_shape} with groups={groups}, stride={stride}, "
+                         f"padding={padding}, dilation={dilation} need C = C/G·G ({c} vs {c_per_group}·{groups}), "
+                         f"K divisible by G, and y = (N, K, floor((H + pt + pb − dh·(R−1) − 1)/sh) + 1, ...) = "
+                         f"{expected}; got y {y_shape}")
+    cv.images, cv.channels, cv.kernels, cv.groups = n, c, k, groups
+    cv.channels_per_group, cv.kernels_per_group = c_per_group, k // groups
+    cv.taps = kh * kw
+    cv.rows_per_group = c_per_group * kh * kw
+    cv.in_plane, cv.out_plane = h * w, expected[2] * expected[3]
+    cv.padded_h = (expected[2] - 1) * sh + (kh - 1) * dh + 1
+    cv.padded_w = (expected[3] - 1) * sw + (kw - 1) * dw + 1
+    cv.win.height, cv.win.width, cv.win.out_h, cv.win.out_w = h, w, expected[2], expected[3]
+    cv.win.kh, cv.win.kw, cv.win.sh, cv.win.sw = kh, kw, sh, sw
+    cv.win.pt, cv.win.pl, cv.win.dh, cv.win.dw = pt, pl, dh, dw
+    return cv
+
+
+def is_pointwise(w_shape, stride, padding):
+    """A 1×1 kernel, stride 1, no padding: the input planes are the im2col matrix as they are."""
+    return tuple(w_shape[2:]) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == ((0, 0), (0, 0))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# per-image C loops
+
+cdef inline void add_bias_relu(real* planes, Py_ssize_t count, Py_ssize_t plane, const real* bias,
+                               bint relu) noexcept nogil:
+    """The epilogue: planes[k] += bias[k], then max(·, 0) (NaN kept, like np.maximum), for k < count."""
+    cdef Py_ssize_t k, i
+    cdef real* p
+    cdef real v
+    if bias == NULL and not relu:
+        return
+    for k in range(count):
+        p = planes + k * plane
+        if bias != NULL and relu:
+            for i in range(plane):
+                v = p[i] + bias[k]
+                p[i] = 0 if v < 0 else v
+        elif bias != NULL:
+            for i in range(plane):
+                p[i] = p[i] + bias[k]
+        else:
+            for i in range(plane):
+                p[i] = 0 if p[i] < 0 else p[i]
+
+
+cdef void forward_gemm(const Conv* cv, const real* cols, const real* w, real* y) noexcept nogil:
+    """y[n] = w_g · cols_g for every group g (cols: the unfolded image, or the image itself for a 1×1 kernel)."""
+    cdef Py_ssize_t g, kpg = cv.kernels_per_group, rpg = cv.rows_per_group, p = cv.out_plane
+    for g in range(cv.groups):
+        gemm(False, False, <int>kpg, <int>p, <int>rpg, <real>1, w + g * kpg * rpg, <int>rpg,
+             cols + g * rpg * p, <int>p, <real>0, y + g * kpg * p, <int>p)
+
+
+cdef void pad_plane(const real* plane, real* padded, const Conv* cv) noexcept nogil:
+    """padded[i, j] = plane[i − pt, j − pl] inside the plane, 0 in the padding (padded_h × padded_w)."""
+    cdef const Window* win = &cv.win
+    cdef Py_ssize_t i, h, width = cv.padded_w
+    cdef Py_ssize_t left = min(win.pl, width), right = min(win.pl + win.width, width)
+    for i in range(cv.padded_h):
+        h = i - win.pt
+        if h < 0 or h >= win.height or right <= left:
+            memset(padded + i * width, 0, width * sizeof(real))
+            continue
+        memset(padded + i * width, 0, left * sizeof(real))
+        memcpy(padded + i * width + left, plane + h * win.width, (right - left) * sizeof(real))
+        memset(padded + i * width + right, 0, (width - right) * sizeof(real))
+
+
+cdef void add_taps(real* y_plane, const real* padded, const real* taps, const Conv* cv) noexcept nogil:
+    """y_plane[oh, ow] += Σ_{r, s} taps[r, s] · padded[oh·sh + r·dh, ow·sw + s·dw]: one row update per tap."""
+    cdef const Window* win = &cv.win
+    cdef Py_ssize_t oh, ow, r, s, out_w = win.out_w, sw = win.sw
+    cdef real weight
+    cdef real* out_row
+    cdef const real* in_row
+    for oh in range(win.out_h):
+        out_row = y_plane + oh * out_w
+        for r in range(win.kh):
+            for s in range(win.kw):
+                weight = taps[r * win.kw + s]
+                in_row = padded + (oh * win.sh + r * win.dh) * cv.padded_w + s * win.dw
+                if sw == 1:
+                    for ow in range(out_w):
+                        out_row[ow] += weight * in_row[ow]
+                else:
+                    for ow in range(out_w):
+                        out_row[ow] += weight * in_row[ow * sw]
+
+
+cdef void forward_direct(const Conv* cv, const real* x, const real* w, const real* bias, real* y,
+                         real* padded) noexcept nogil:
+    """y[n] = b + Σ_c Σ_taps w · shifted padded x[n, c], input channel by input channel (no BLAS)."""
+    cdef Py_ssize_t k, c, g, i, cpg = cv.channels_per_group, kpg = cv.kernels_per_group
+    for k in range(cv.kernels):
+        for i in range(cv.out_plane):
+            y[k * cv.out_plane + i] = 0 if bias == NULL else bias[k]
+    for c in range(cv.channels):
+        g = c // cpg
+        pad_plane(x + c * cv.in_plane, padded, cv)
+        for k in range(g * kpg, (g + 1) * kpg):
+            add_taps(y + k * cv.out_plane, padded, w + (k * cpg + c - g * cpg) * cv.taps, cv)
+
+
+cdef void forward_image(const Conv* cv, Algorithm algorithm, const real* x, const real* w, const real* bias,
+                        bint relu, real* y, real* scratch) noexcept nogil:
+    if algorithm == DIRECT:
+        forward_direct(cv, x, w, bias, y, scratch)
+        add_bias_relu(y, cv.kernels, cv.out_plane, <const real*>NULL, relu)
+        return
+    if algorithm == IM2COL:
+        im2col_image(x, cv.channels, scratch, cv.out_plane, &cv.win)
+        forward_gemm(cv, scratch, w, y)
+    else:
+        forward_gemm(cv, x, w, y)
+    add_bias_relu(y, cv.kernels, cv.out_plane, bias, relu)
+
+
+cdef void grad_input_image(const Conv* cv, Algorithm algorithm, const real* dy, const real* w, real* dx,
+                           real* scratch) noexcept nogil:
+    """dx[n] = col2im(w_gᵀ · dy_g[n]); for a 1×1 kernel w_gᵀ · dy_g[n] is dx[n] itself."""
+    cdef Py_ssize_t g, kpg = cv.kernels_per_group, rpg = cv.rows_per_group, p = cv.out_plane
+    cdef real* dcols = dx if algorithm == GEMM_1X1 else scratch
+    for g in range(cv.groups):
+        gemm(True, False, <int>rpg, <int>p, <int>kpg, <real>1, w + g * kpg * rpg, <int>rpg,
+             dy + g * kpg * p, <int>p, <real>0, dcols + g * rpg * p, <int>p)
+    if algorithm != GEMM_1X1:
+        col2im_image(dcols, p, cv.channels, dx, &cv.win)
+
+
+cdef void grad_weight_image(const Conv* cv, Algorithm algorithm, const real* dy, const real* x, real* dw,
+                            real* scratch) noexcept nogil:
+    """dw += dy_g[n] · cols_g[n]ᵀ for every group (dw: this thread's partial sum)."""
+    cdef Py_ssize_t g, kpg = cv.kernels_per_group, rpg = cv.rows_per_group, p = cv.out_plane
+    cdef const real* cols = x
+    if algorithm == IM2COL:
+        im2col_image(x, cv.channels, scratch, p, &cv.win)
+        cols = scratch
+    for g in range(cv.groups):
+        gemm(False, True, <int>kpg, <int>rpg, <int>p, <real>1, dy + g * kpg * p, <int>p, cols + g * rpg * p, <int>p,
+             <real>1, dw + g * kpg * rpg, <int>rpg)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the batch loops: images shared between threads, one workspace slot each
+
+cdef void forward_batch(const Conv* cv, Algorithm algorithm, const real* x, const real* w, const real* bias,
+                        bint relu, real* y, char* workspace, Py_ssize_t slot_bytes, int threads) noexcept nogil:
+    cdef Py_ssize_t n
+    for n in prange(cv.images, num_threads=threads, schedule="dynamic"):
+        forward_image(cv, algorithm, x + n * cv.channels * cv.in_plane, w, bias, relu,
+                      y + n * cv.kernels * cv.out_plane, <real*>(workspace + threadid() * slot_bytes))
+
+
+cdef void grad_input_batch(const Conv* cv, Algorithm algorithm, const real* dy, const real* w, real* dx,
+                           char* workspace, Py_ssize_t slot_bytes, int threads) noexcept nogil:
+    cdef Py_ssize_t n
+    for n in prange(cv.images, num_threads=threads, schedule="dynamic"):
+        grad_input_image(cv, algorithm, dy + n * cv.kernels * cv.out_plane, w, dx + n * cv.channels * cv.in_plane,
+                         <real*>(workspace + threadid() * slot_bytes))
+
+
+cdef void grad_weight_batch(const Conv* cv, Algorithm algorithm, const real* dy, const real* x, real* dw,
+                            char* workspace, Py_ssize_t slot_bytes, Py_ssize_t cols_bytes, int threads) noexcept nogil:
+    """Each thread sums its images into the partial dw after its cols in its slot; then dw = Σ partials."""
+    cdef Py_ssize_t n, i, size = cv.kernels * cv.rows_per_group
+    cdef int t
+    cdef real* partial
+    for t in range(threads):
+        memset(workspace + t * slot_bytes + cols_bytes, 0, size * sizeof(real))
+    for n in prange(cv.images, num_threads=threads, schedule="dynamic"):
+        grad_weight_image(cv, algorithm, dy + n * cv.kernels * cv.out_plane, x + n * cv.channels * cv.in_plane,
+                          <real*>(workspace + threadid() * slot_bytes + cols_bytes),
+                          <real*>(workspace + threadid() * slot_bytes))
+    memcpy(dw, workspace + cols_bytes, size * sizeof(real))
+    for t in range(1, threads):
+        partial = <real*>(workspace + t * slot_bytes + cols_bytes)
+        for i in range(size):
+            dw[i] += partial[i]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# algorithm choice and workspace sizes (shared by the kernels, SPECIALIZE and WORKSPACE)
+
+FORWARD, GRAD_INPUT, GRAD_WEIGHT = "forward", "grad_input", "grad_weight"
+
+
+def choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype):
+    """The algorithm for this layer shape: a 1×1 layer is a plain GEMM; a forward pass whose groups have at most
+    DIRECT_MAX_OUTPUTS output channels (depthwise layers) goes direct; everything else unfolds (im2col+sgemm;
+    col2im+sgemm for the input gradient; dgemm for float64)."""
+    blas = "sgemm" if np.dtype(dtype) == np.float32 else "dgemm"
+    if is_pointwise(w_shape, stride, padding):
+        return blas
+    if direction == FORWARD and w_shape[0] // groups <= DIRECT_MAX_OUTPUTS:
+        return "direct"
+    return ("col2im+" if direction == GRAD_INPUT else "im2col+") + blas
+
+
+def algorithm_kind(direction, algorithm, w_shape, stride, padding):
+    """'direct', 'gemm' or 'im2col' for an algorithm name (as chosen above), checked against the layer."""
+    if algorithm == "direct" and direction == FORWARD:
+        return "direct"
+    if algorithm in ("sgemm", "dgemm"):
+        if not is_pointwise(w_shape, stride, padding):
+            raise ValueError(f"algorithm {algorithm!r} (no unfolding) needs a 1x1 kernel with stride 1 and no "
+                             f"padding; this layer has w {w_shape}, stride {stride}, padding {padding}")
+        return "gemm"
+    if isinstance(algorithm, str) and algorithm.split("+")[0] in ("im2col", "col2im"):
+        return "im2col"
+    choices = "'direct', " if direction == FORWARD else ""
+    raise ValueError(f"unknown algorithm {algorithm!r}; choose {choices}'im2col+sgemm' ('col2im+sgemm' for the "
+                     f"input gradient) or, for a 1x1 kernel with stride 1 and no padding, 'sgemm'")
+
+
+def aligned(nbytes):
+    return (nbytes + SLOT_ALIGNMENT - 1) // SLOT_ALIGNMENT * SLOT_ALIGNMENT
+
+
+def workspace_slot(direction, kind, x_shape, w_shape, y_hw, stride, dilation, itemsize):
+    """(bytes of one thread's slot, bytes of it before the partial dw).
+
+    A slot holds the unfolded image (C·R·S × OH·OW) for im2col, the read part of one zero-padded input plane
+    (((OH−1)·sh + (R−1)·dh + 1) × ((OW−1)·sw + (S−1)·dw + 1)) for direct, nothing for a 1×1 GEMM; for the weight
+    gradient it also holds the thread's partial dw (K × C/G·R·S)."""
+    n, c, h, w = x_shape
+    k, c_per_group, kh, kw = w_shape
+    (sh, sw), (dh, dw) = stride, dilation
+    if kind == "direct":
+        first = ((y_hw[0] - 1) * sh + (kh - 1) * dh + 1) * ((y_hw[1] - 1) * sw + (kw - 1) * dw + 1)
+    elif kind == "gemm":
+        first = 0
+    else:
+        first = c * kh * kw * y_hw[0] * y_hw[1]
+    first = aligned(first * itemsize)
+    partial = aligned(k * c_per_group * kh * kw * itemsize) if direction == GRAD_WEIGHT else 0
+    return first + partial, first
+
+
+def default_slots(images):
+    """One slot per OpenMP thread that will have an image to work on."""
+    return max(1, min(openmp.omp_get_max_threads(), images))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the kernels
+
+cdef struct Call:                      # everything the C loops of one kernel call need besides the arrays
+    Conv cv
+    Algorithm algorithm
+    Py_ssize_t slot_bytes, partial_offset
+    int threads
+
+
+cdef object prepare(str kernel, str direction, tuple x_shape, tuple w_shape, tuple y_shape, stride, padding,
+                    dilation, groups, algorithm, workspace, dtype, Call* call):
+    """Fill `call` for these shapes; returns the workspace (the plan's, or a new one for a direct call)."""
+    call.cv = conv_geometry(kernel, x_shape, w_shape, y_shape, stride, padding, dilation, groups)
+    if algorithm is None:
+        algorithm = choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype)
+    try:
+        kind = algorithm_kind(direction, algorithm, w_shape, stride, padding)
+    except ValueError as error:
+        raise ValueError(f"cpu.{kernel}: {error}") from None
+    call.algorithm = DIRECT if kind == "direct" else (GEMM_1X1 if kind == "gemm" else IM2COL)
+    call.slot_bytes, call.partial_offset = workspace_slot(direction, kind, x_shape, w_shape, y_shape[2:], stride,
+                                                          dilation, np.dtype(dtype).itemsize)
+    if workspace is None:
+        workspace = np.empty(max(call.slot_bytes * default_slots(call.cv.images), 1), dtype=np.uint8)
+    slots = workspace.nbytes // call.slot_bytes if call.slot_bytes else openmp.omp_get_max_threads()
+    if slots < 1:
+        raise ValueError(f"cpu.{kernel}: the workspace holds {workspace.nbytes} bytes; one thread needs "
+                         f"{call.slot_bytes}")
+    call.threads = min(slots, openmp.omp_get_max_threads(), max(call.cv.images, 1))
+    if not blas_threads_known(&BLAS) and call.algorithm != DIRECT:
+        call.threads = 1               # BLAS threads itself and must not be called from several threads at once
+    return workspace
+
+
+cdef forward(str kernel, cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b, stride, padding, dilation,
+             groups, algorithm, workspace, bint relu):
+    cdef Call call
+    require_floats(kernel, out, (x, w) if b is None else (x, w, b))
+    if b is not None and cnp.PyArray_SIZE(b) != w.shape[0]:
+        raise ValueError(f"cpu.{kernel}: the bias needs one value per output channel ({w.shape[0]}), got "
+                         f"{(<object>b).shape}")
+    workspace = prepare(kernel, FORWARD, (<object>x).shape, (<object>w).shape, (<object>out).shape, stride, padding,
+                        dilation, groups, algorithm, workspace, out.dtype, &call)
+    if cnp.PyArray_SIZE(out) == 0:
+        return
+    cdef void* x_data = data(x)
+    cdef void* w_data = data(w)
+    cdef void* b_data = NULL if b is None else data(b)
+    cdef void* y_data = data(out)
+    cdef char* scratch = <char*>data(workspace)
+    cdef bint single = cnp.PyArray_TYPE(out) == cnp.NPY_FLOAT32
+    cdef int pinned
+    with nogil:
+        pinned = pin_blas_to_one_thread(&BLAS)
+        if single:
+            forward_batch(&call.cv, call.algorithm, <float*>x_data, <float*>w_data, <float*>b_data, relu,
+                          <float*>y_data, scratch, call.slot_bytes, call.threads)
+        else:
+            forward_batch(&call.cv, call.algorithm, <double*>x_data, <double*>w_data, <double*>b_data, relu,
+                          <double*>y_data, scratch, call.slot_bytes, call.threads)
+        restore_blas_threads(&BLAS, pinned)
+
+
+def conv2d(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, *, stride, padding, dilation, groups,
+           algorithm=None, workspace=None):
+    """out = conv(x, w) + b. `algorithm` as SPECIALIZE chose it (None: choose here); `workspace`: uint8 bytes from
+    the memory plan (None: allocate)."""
+    forward("conv2d", out, x, w, b, stride, padding, dilation, groups, algorithm, workspace, False)
+
+
+def conv2d_relu(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, *, stride, padding, dilation,
+                groups, algorithm=None, workspace=None):
+    """out = max(conv(x, w) + b, 0): the fused conv2d → relu, bias and ReLU applied to each image after its GEMM."""
+    forward("conv2d_relu", out, x, w, b, stride, padding, dilation, groups, algorithm, workspace, True)
+
+
+def conv2d_grad_input(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray w, *, stride, padding, dilation, groups,
+                      algorithm=None, workspace=None):
+    """out = dL/dx = col2im(w_gᵀ · dy_g[n]) per image; out has x's shape."""
+    cdef Call call
+    require_floats("conv2d_grad_input", out, (dy, w))
+    workspace = prepare("conv2d_grad_input", GRAD_INPUT, (<object>out).shape, (<object>w).shape,
+                        (<object>dy).shape, stride, padding, dilation, groups, algorithm, workspace, out.dtype,
+                        &call)
+    if cnp.PyArray_SIZE(out) == 0:
+        return
+    if cnp.PyArray_SIZE(dy) == 0:
+        out[...] = 0
+        return
+    cdef void* dy_data = data(dy)
+    cdef void* w_data = data(w)
+    cdef void* dx_data = data(out)
+    cdef char* scratch = <char*>data(workspace)
+    cdef bint single = cnp.PyArray_TYPE(out) == cnp.NPY_FLOAT32
+    cdef int pinned
+    with nogil:
+        pinned = pin_blas_to_one_thread(&BLAS)
+        if single:
+            grad_input_batch(&call.cv, call.algorithm, <float*>dy_data, <float*>w_data, <float*>dx_data, scratch,
+                             call.slot_bytes, call.threads)
+        else:
+            grad_input_batch(&call.cv, call.algorithm, <double*>dy_data, <double*>w_data, <double*>dx_data, scratch,
+                             call.slot_bytes, call.threads)
+        restore_blas_threads(&BLAS, pinned)
+
+
+def conv2d_grad_weight(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, *, stride, padding, dilation, groups,
+                       algorithm=None, workspace=None):
+    """out = dL/dw = Σ_n dy_g[n] · cols_g[n]ᵀ; out has w's shape."""
+    cdef Call call
+    require_floats("conv2d_grad_weight", out, (dy, x))
+    workspace = prepare("conv2d_grad_weight", GRAD_WEIGHT, (<object>x).shape, (<object>out).shape,
+                        (<object>dy).shape, stride, padding, dilation, groups, algorithm, workspace, out.dtype,
+                        &call)
+    if cnp.PyArray_SIZE(out) == 0:
+        return
+    if cnp.PyArray_SIZE(dy) == 0:
+        out[...] = 0
+        return
+    cdef void* dy_data = data(dy)
+    cdef void* x_data = data(x)
+    cdef void* dw_data = data(out)
+    cdef char* scratch = <char*>data(workspace)
+    cdef bint single = cnp.PyArray_TYPE(out) == cnp.NPY_FLOAT32
+    cdef int pinned
+    with nogil:
+        pinned = pin_blas_to_one_thread(&BLAS)
+        if single:
+            grad_weight_batch(&call.cv, call.algorithm, <float*>dy_data, <float*>x_data, <float*>dw_data, scratch,
+                              call.slot_bytes, call.partial_offset, call.threads)
+        else:
+            grad_weight_batch(&call.cv, call.algorithm, <double*>dy_data, <double*>x_data, <double*>dw_data,
+                              scratch, call.slot_bytes, call.partial_offset, call.threads)
+        restore_blas_threads(&BLAS, pinned)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# what the cpu backend reads: algorithm per layer shape, workspace per step, the conv → relu fusion
+
+def _shapes(direction, in_shapes, out_shape):
+    """(x, w, y) shapes from a step's input and output shapes."""
+    if direction == FORWARD:
+        return tuple(in_shapes[0]), tuple(in_shapes[1]), tuple(out_shape)
+    if direction == GRAD_INPUT:          # inputs dy, w -> dx
+        return tuple(out_shape), tuple(in_shapes[1]), tuple(in_shapes[0])
+    return tuple(in_shapes[1]), tuple(out_shape), tuple(in_shapes[0])     # inputs dy, x -> dw
+
+
+def _specialize(direction):
+    def rule(params, in_shapes, out_shape, dtype):
+        x, w, _ = _shapes(direction, in_shapes, out_shape)
+        return dict(params, algorithm=choose_algorithm(direction, x, w, params["stride"], params["padding"],
+                                                       params["groups"], dtype))
+    rule.__name__ = f"choose_{direction}_algorithm"
+    return rule
+
+
+def _workspace(direction):
+    def rule(params, in_shapes, out_shape, dtype):
+        x, w, y = _shapes(direction, in_shapes, out_shape)
+        algorithm = params.get("algorithm") or choose_algorithm(direction, x, w, params["stride"], params["padding"],
+                                                                params["groups"], dtype)
+        kind = algorithm_kind(direction, algorithm, w, params["stride"], params["padding"])
+        slot, _ = workspace_slot(direction, kind, x, w, y[2:], params["stride"], params["dilation"],
+                                 np.dtype(dtype).itemsize)
+        return slot * default_slots(x[0])
+    rule.__name__ = f"{direction}_workspace_bytes"
+    return rule
+
+
+KERNELS = {"conv2d": conv2d, "conv2d_relu": conv2d_relu, "conv2d_grad_input": conv2d_grad_input,
+           "conv2d_grad_weight": conv2d_grad_weight}
+SPECIALIZE = {"conv2d": _specialize(FORWARD), "conv2d_relu": _specialize(FORWARD),
+              "conv2d_grad_input": _specialize(GRAD_INPUT), "conv2d_grad_weight": _specialize(GRAD_WEIGHT)}
+WORKSPACE = {"conv2d": _workspace(FORWARD), "conv2d_relu": _workspace(FORWARD),
+             "conv2d_grad_input": _workspace(GRAD_INPUT), "conv2d_grad_weight": _workspace(GRAD_WEIGHT)}
+FUSIONS = {("conv2d", "relu"): "conv2d_relu"}

@@ -1,0 +1,477 @@
+"""The cpu backend's GEMM, convolution and pooling kernels (graphnet/_ext/{gemm,conv,pool}.pyx) against the NumPy
+reference, called directly and through compiled programs.
+
+Every kernel writes into an `out` prefilled with NaN, so a kernel that leaves part of it unwritten fails. float32
+results must match within 1e-4 of the reference's largest magnitude, float64 within 1e-10. The suite runs with one
+OpenMP thread (conftest.py); `test_parallel_paths_agree_with_two_threads` repeats the checks with two threads in a
+subprocess, where the parallel code paths (split GEMMs, images shared between threads) run.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphnet as gn
+from graphnet.backends import get_backend
+from graphnet.backends.reference import conv as ref_conv
+from graphnet.backends.reference import linalg as ref_linalg
+from graphnet.backends.reference import pool as ref_pool
+
+SETTINGS = settings(deadline=None, max_examples=30)
+GRAPH_SETTINGS = settings(deadline=None, max_examples=12)
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    """The cpu backend; its kernels come from the compiled graphnet/_ext modules (pip install -e . builds them)."""
+    backend = get_backend("cpu")
+    missing = {"matmul", "dense", "dense_relu", "conv2d", "conv2d_relu", "conv2d_grad_input", "conv2d_grad_weight",
+               "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad"} - set(backend.kernels)
+    assert not missing, f"cpu backend lacks {missing}: rebuild with pip install -e . --no-build-isolation"
+    return backend
+
+
+def nan_like(shape, dtype):
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def assert_close(actual, expected):
+    """Within 1e-4 (float32) or 1e-10 (float64) of the largest magnitude in `expected`."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    tolerance = 1e-4 if expected.dtype == np.float32 else 1e-10
+    scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1.0)
+    np.testing.assert_allclose(actual, expected, rtol=tolerance, atol=tolerance * scale)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# matmul and the dense layers
+
+
+@st.composite
+def matmul_cases(draw):
+    m, k, n = (draw(st.integers(1, 40)) for _ in range(3))
+    ta, tb = draw(st.booleans()), draw(st.booleans())
+    batch = draw(st.sampled_from([None, (), (3,), (2, 3)]))
+    a_shape, b_shape = ((k, m) if ta else (m, k)), ((n, k) if tb else (k, n))
+    if batch is not None:                      # batched, with size-1 axes broadcast against the other operand
+        a_batch = tuple(draw(st.sampled_from([1, d])) for d in batch)
+        b_batch = tuple(draw(st.sampled_from([1, d])) for d in batch)[draw(st.integers(0, len(batch))):]
+        a_shape, b_shape = a_batch + a_shape, b_batch + b_shape
+    return a_shape, b_shape, ta, tb, draw(DTYPES), draw(st.integers(0, 2 ** 31))
+
+
+@SETTINGS
+@given(matmul_cases())
+def test_matmul_matches_reference(cpu, case):
+    a_shape, b_shape, ta, tb, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
+    expected = np.matmul(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b)
+    out = nan_like(expected.shape, dtype)
+    cpu.kernel("matmul")(out, a, b, transpose_a=ta, transpose_b=tb)
+    reference = nan_like(expected.shape, dtype)
+    ref_linalg.matmul(reference, a, b, transpose_a=ta, transpose_b=tb)
+    assert_close(out, reference)
+
+
+@pytest.mark.parametrize("m, k, n", [(300, 70, 120), (20, 90, 700), (257, 33, 31)])
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_matmul_large_enough_to_split(cpu, m, k, n, ta, tb):
+    """Above PARALLEL_MIN_FLOPS the product is cut into row (m >= n) or column blocks; with one thread the same
+    block code runs once over the whole matrix, and the two-thread subprocess test runs the split."""
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    out = nan_like((m, n), np.float32)
+    cpu.kernel("matmul")(out, a, b, transpose_a=ta, transpose_b=tb)
+    assert_close(out, (a.T if ta else a) @ (b.T if tb else b))
+
+
+@SETTINGS
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(1, 30), st.booleans(), st.booleans(), DTYPES,
+       st.integers(0, 2 ** 31))
+def test_dense_and_dense_relu_equal_matmul_add_relu(cpu, m, k, n, ta, tb, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    bias = rng.standard_normal(n).astype(dtype)
+    product = nan_like((m, n), dtype)
+    ref_linalg.matmul(product, a, b, transpose_a=ta, transpose_b=tb)
+    for name, expected in (("dense", product + bias), ("dense_relu", np.maximum(product + bias, 0))):
+        out = nan_like((m, n), dtype)
+        cpu.kernel(name)(out, a, b, bias if seed % 2 else bias.reshape(1, n), transpose_a=ta, transpose_b=tb)
+        assert_close(out, expected)
+
+
+def test_matmul_with_empty_inner_size_is_zero(cpu):
+    out = nan_like((3, 4), np.float32)
+    cpu.kernel("matmul")(out, np.ones((3, 0), np.float32), np.ones((0, 4), np.float32))
+    np.testing.assert_array_equal(out, 0)
+    out = nan_like((3, 4), np.float32)
+    cpu.kernel("dense_relu")(out, np.ones((3, 0), np.float32), np.ones((0, 4), np.float32),
+                             np.array([1, -1, 2, -2], np.float32))
+    np.testing.assert_array_equal(out, np.tile([1, 0, 2, 0], (3, 1)))
+
+
+def test_matmul_explains_mismatched_shapes_and_dtypes(cpu):
+    with pytest.raises(ValueError, match="inner sizes"):
+        cpu.kernel("matmul")(np.empty((2, 3), np.float32), np.ones((2, 4), np.float32), np.ones((5, 3), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        cpu.kernel("matmul")(np.empty((2, 3), np.float32), np.ones((2, 4), np.float64), np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match="one value per output column"):
+        cpu.kernel("dense")(np.empty((2, 3), np.float32), np.ones((2, 4), np.float32), np.ones((4, 3), np.float32),
+                            np.ones(4, np.float32))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# convolution kernels
+
+
+def output_size(size, kernel, lo, hi, stride, dilation):
+    return (size + lo + hi - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@st.composite
+def conv_cases(draw, max_size=11):
+    """A valid conv2d: groups (depthwise included), asymmetric padding, stride, dilation, both dtypes."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    c_per_group = draw(st.integers(1, 3))
+    k_per_group = draw(st.sampled_from([1, 2, 3, 5]))
+    depthwise = draw(st.booleans()) and groups > 1
+    if depthwise:
+        c_per_group, k_per_group = 1, draw(st.sampled_from([1, 2]))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - sum(padding[0])), max_size))
+    w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - sum(padding[1])), max_size))
+    n = draw(st.integers(1, 4))
+    x_shape = (n, c_per_group * groups, h, w)
+    w_shape = (k_per_group * groups, c_per_group, kh, kw)
+    y_shape = (n, w_shape[0], output_size(h, kh, *padding[0], stride[0], dilation[0]),
+               output_size(w, kw, *padding[1], stride[1], dilation[1]))
+    params = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    return x_shape, w_shape, y_shape, params, draw(DTYPES), draw(st.integers(0, 2 ** 31))
+
+
+def forward_algorithms(w_shape, params, dtype):
+    """Every algorithm the forward kernel accepts for this layer."""
+    blas = "sgemm" if dtype == np.float32 else "dgemm"
+    algorithms = ["direct", "im2col+" + blas]
+    pointwise = w_shape[2:] == (1, 1) and params["stride"] == (1, 1) and params["padding"] == ((0, 0), (0, 0))
+    return algorithms + ([blas] if pointwise else [])
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_forward_every_algorithm_matches_reference(cpu, case):
+    x_shape, w_shape, y_shape, params, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    expected = nan_like(y_shape, dtype)
+    ref_conv.conv2d(expected, x, w, b, **params)
+    for algorithm in forward_algorithms(w_shape, params, dtype) + [None]:
+        out = nan_like(y_shape, dtype)
+        cpu.kernel("conv2d")(out, x, w, b, algorithm=algorithm, **params)
+        assert_close(out, expected)
+        out = nan_like(y_shape, dtype)
+        cpu.kernel("conv2d_relu")(out, x, w, b, algorithm=algorithm, **params)
+        assert_close(out, np.maximum(expected, 0))
+    no_bias = nan_like(y_shape, dtype)
+    cpu.kernel("conv2d")(no_bias, x, w, **params)
+    assert_close(no_bias, expected - b.reshape(1, -1, 1, 1))
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_gradients_match_reference(cpu, case):
+    x_shape, w_shape, y_shape, params, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    for name, inputs, shape in (("conv2d_grad_input", (dy, w), x_shape), ("conv2d_grad_weight", (dy, x), w_shape)):
+        expected = nan_like(shape, dtype)
+        getattr(ref_conv, name)(expected, *inputs, **params)
+        out = nan_like(shape, dtype)
+        cpu.kernel(name)(out, *inputs, **params)
+        assert_close(out, expected)
+
+
+@SETTINGS
+@given(conv_cases(max_size=8))
+def test_conv_kernels_run_in_the_workspace_the_plan_sizes(cpu, case):
+    """The WORKSPACE rule's bytes (what the memory plan hands the step) are enough; a byte less than one thread's
+    slot is refused with an explanation instead of writing past the end."""
+    x_shape, w_shape, y_shape, params, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    steps = (("conv2d", (x, w), [x_shape, w_shape], y_shape),
+             ("conv2d_grad_input", (dy, w), [y_shape, w_shape], x_shape),
+             ("conv2d_grad_weight", (dy, x), [y_shape, x_shape], w_shape))
+    for name, inputs, in_shapes, out_shape in steps:
+        chosen = cpu.specialize(name, dict(params), in_shapes, out_shape, np.dtype(dtype))
+        nbytes = cpu.workspace_nbytes(name, chosen, in_shapes, out_shape, np.dtype(dtype))
+        expected, out = nan_like(out_shape, dtype), nan_like(out_shape, dtype)
+        cpu.kernel(name)(expected, *inputs, **params)
+        workspace = np.full(nbytes + 64, 0xFF, np.uint8)     # garbage in it must not matter
+        cpu.kernel(name)(out, *inputs, **dict(chosen, workspace=workspace[:nbytes]))
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(workspace[nbytes:], 0xFF)
+        if nbytes:
+            with pytest.raises(ValueError, match="workspace"):
+                cpu.kernel(name)(out, *inputs, **dict(chosen, workspace=workspace[:nbytes // max(x_shape[0], 1) - 1]))
+
+
+@pytest.mark.parametrize("layer, expected", [
+    (((64, 1, 28, 28), (6, 1, 5, 5), 2, 1), "im2col+sgemm"),        # LeNet C1
+    (((64, 6, 14, 14), (16, 6, 5, 5), 0, 1), "im2col+sgemm"),       # LeNet C3
+    (((8, 32, 16, 16), (32, 1, 3, 3), 1, 32), "direct"),            # depthwise
+    (((8, 32, 16, 16), (64, 32, 1, 1), 0, 1), "sgemm"),             # pointwise: no unfolding
+])
+def test_specialize_chooses_the_algorithm_per_layer_shape(cpu, layer, expected):
+    x_shape, w_shape, pad, groups = layer
+    params = {"stride": (1, 1), "padding": ((pad, pad), (pad, pad)), "dilation": (1, 1), "groups": groups}
+    y_shape = (x_shape[0], w_shape[0], x_shape[2] + 2 * pad - w_shape[2] + 1, x_shape[3] + 2 * pad - w_shape[3] + 1)
+    chosen = cpu.specialize("conv2d", params, [x_shape, w_shape], y_shape, np.dtype(np.float32))
+    assert chosen["algorithm"] == expected
+    assert cpu.kernel_label("conv2d", chosen) == f"cpu.conv2d[{expected}]"
+    grad = cpu.specialize("conv2d_grad_input", params, [y_shape, w_shape], x_shape, np.dtype(np.float64))
+    assert grad["algorithm"] == ("dgemm" if expected == "sgemm" else "col2im+dgemm")
+
+
+def test_conv_kernels_explain_bad_calls(cpu):
+    params = {"stride": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1), "groups": 1}
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"floor\(\(H"):
+        cpu.kernel("conv2d")(np.empty((1, 3, 4, 4), np.float32), x, w, **params)
+    with pytest.raises(ValueError, match="1x1 kernel"):
+        cpu.kernel("conv2d")(np.empty((1, 3, 3, 3), np.float32), x, w, algorithm="sgemm", **params)
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        cpu.kernel("conv2d_grad_input")(np.empty((1, 2, 5, 5), np.float32), np.ones((1, 3, 3, 3), np.float32), w,
+                                        algorithm="direct", **params)
+    with pytest.raises(ValueError, match="one value per output channel"):
+        cpu.kernel("conv2d")(np.empty((1, 3, 3, 3), np.float32), x, w, np.ones(2, np.float32), **params)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pooling kernels
+
+
+@st.composite
+def pool_cases(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    tiled = draw(st.booleans())                # window = stride, no padding: the fast 2x2 / tiled paths
+    if tiled:
+        stride, padding = (kh, kw), ((0, 0), (0, 0))
+    else:
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        padding = tuple((draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in (kh, kw))
+    h = draw(st.integers(max(1, kh - sum(padding[0])), 12))
+    w = draw(st.integers(max(1, kw - sum(padding[1])), 12))
+    x_shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w)
+    y_shape = x_shape[:2] + ((h + sum(padding[0]) - kh) // stride[0] + 1, (w + sum(padding[1]) - kw) // stride[1] + 1)
+    params = {"kernel_size": (kh, kw), "stride": stride, "padding": padding}
+    return x_shape, y_shape, params, draw(DTYPES), draw(st.integers(0, 2 ** 31)), draw(st.booleans())
+
+
+def pool_input(x_shape, dtype, seed, ties):
+    """Random values, or small integers so that windows hold ties (the gradient must go to the first max)."""
+    rng = np.random.default_rng(seed)
+    if ties:
+        return rng.integers(-2, 3, x_shape).astype(dtype)
+    return rng.standard_normal(x_shape).astype(dtype)
+
+
+@SETTINGS
+@given(pool_cases())
+def test_pooling_forward_and_backward_match_reference(cpu, case):
+    x_shape, y_shape, params, dtype, seed, ties = case
+    x = pool_input(x_shape, dtype, seed, ties)
+    dy = np.random.default_rng(seed + 1).standard_normal(y_shape).astype(dtype)
+    for kind in ("max", "avg"):
+        expected_y, y = nan_like(y_shape, dtype), nan_like(y_shape, dtype)
+        getattr(ref_pool, f"{kind}_pool2d")(expected_y, x, **params)
+        cpu.kernel(f"{kind}_pool2d")(y, x, **params)
+        assert_close(y, expected_y)
+        grad_inputs = (dy, x, expected_y) if kind == "max" else (dy,)
+        expected_dx, dx = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
+        getattr(ref_pool, f"{kind}_pool2d_grad")(expected_dx, *grad_inputs, **params)
+        cpu.kernel(f"{kind}_pool2d_grad")(dx, *grad_inputs, **params)
+        assert_close(dx, expected_dx)
+
+
+@pytest.mark.parametrize("params", [
+    {"kernel_size": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))},     # the written-out 2x2 path
+    {"kernel_size": (3, 3), "stride": (2, 2), "padding": ((1, 1), (1, 1))},     # overlapping, padded
+])
+def test_max_pooling_follows_nan_infinity_and_tie_rules(cpu, params):
+    """NaN wins the max and then passes no gradient; +inf beside -inf is +inf (not NaN); ties and all-equal
+    windows route dy to the first position in row-major order; padding never wins over negative values."""
+    x = np.full((1, 1, 6, 6), -5.0, np.float32)
+    x[0, 0, 0, 0] = np.nan
+    x[0, 0, 0, 2], x[0, 0, 0, 3] = np.inf, -np.inf
+    x[0, 0, 2, 2:4] = 7.0                      # a tie
+    x[0, 0, 4:6, 0:2] = -np.inf                # an all -inf window
+    y_shape = (1, 1) + tuple((6 + sum(p) - k) // s + 1 for k, s, p in
+                             zip(params["kernel_size"], params["stride"], params["padding"]))
+    expected_y, y = nan_like(y_shape, np.float32), nan_like(y_shape, np.float32)
+    ref_pool.max_pool2d(expected_y, x, **params)
+    cpu.kernel("max_pool2d")(y, x, **params)
+    np.testing.assert_array_equal(y, expected_y)                   # NaN where the reference has NaN, and inf
+    dy = np.arange(1, y.size + 1, dtype=np.float32).reshape(y_shape)
+    expected_dx, dx = nan_like(x.shape, np.float32), nan_like(x.shape, np.float32)
+    ref_pool.max_pool2d_grad(expected_dx, dy, x, expected_y, **params)
+    cpu.kernel("max_pool2d_grad")(dx, dy, x, y, **params)
+    np.testing.assert_array_equal(dx, expected_dx)
+
+
+def test_pooling_explains_a_wrong_output_shape(cpu):
+    params = {"kernel_size": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))}
+    with pytest.raises(ValueError, match=r"floor\(\(H \+ pt \+ pb"):
+        cpu.kernel("max_pool2d")(np.empty((1, 1, 3, 3), np.float32), np.ones((1, 1, 4, 4), np.float32), **params)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# through compiled programs: cpu against reference, forward and gradients, with the fused steps
+
+
+def run_on(device, build, feeds_of):
+    with gn.Graph():
+        fetches, placeholders = build()
+        program = gn.compile(fetches, device=device)
+    return program, program.run(feeds_of(placeholders))
+
+
+@GRAPH_SETTINGS
+@given(conv_cases(max_size=9), st.sampled_from(["max", "avg", None]))
+def test_conv_relu_pool_program_and_gradients_match_reference(case, pooling):
+    """conv2d(+bias) → relu → pool → sum, and d/dx, d/dw, d/db: the conv and the relu fuse into one step."""
+    x_shape, w_shape, y_shape, params, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    xv = rng.standard_normal(x_shape).astype(dtype)
+    wv, bv = rng.standard_normal(w_shape).astype(dtype), rng.standard_normal(w_shape[0]).astype(dtype)
+    pool_ok = pooling and min(y_shape[2:]) >= 2
+
+    def build():
+        x = gn.placeholder((None,) + x_shape[1:], dtype=np.dtype(dtype).name, name="x")
+        w, b = gn.variable(wv, name="w"), gn.variable(bv, name="b")
+        h = gn.relu(gn.conv2d(x, w, b, stride=params["stride"], padding=params["padding"],
+                              dilation=params["dilation"], groups=params["groups"]))
+        if pool_ok:
+            h = (gn.max_pool2d if pooling == "max" else gn.avg_pool2d)(h, 2)
+        loss = gn.sum(h * h)
+        return [loss] + gn.gradients(loss, [x, w, b]), x
+
+    program, results = run_on("cpu", build, lambda x: {x: xv})
+    _, expected = run_on("reference", build, lambda x: {x: xv})
+    for actual, reference in zip(results, expected):
+        assert_close(np.asarray(actual), np.asarray(reference))
+    schedule = str(program)
+    assert "conv2d+relu" in schedule and "cpu.conv2d_relu[" in schedule
+    assert "cpu.conv2d_grad_weight[" in schedule
+
+
+@GRAPH_SETTINGS
+@given(st.integers(1, 16), st.integers(1, 20), st.integers(1, 20), st.integers(1, 12), DTYPES,
+       st.integers(0, 2 ** 31))
+def test_mlp_training_step_fuses_dense_layers_and_matches_reference(batch, n_in, hidden, n_out, dtype, seed):
+    """Two dense layers, softmax cross-entropy and an SGD update: matmul → add → relu and matmul → add each run as
+    one step, and the updated weights equal the reference's."""
+    rng = np.random.default_rng(seed)
+    xv = rng.standard_normal((batch, n_in)).astype(dtype)
+    labels = rng.integers(0, n_out, batch).astype(np.int64)
+    init = [rng.standard_normal(s).astype(dtype) for s in ((n_in, hidden), (hidden,), (hidden, n_out), (n_out,))]
+
+    def build():
+        x = gn.placeholder((None, n_in), dtype=np.dtype(dtype).name, name="x")
+        y = gn.placeholder((None,), dtype="int64", name="y")
+        params = [gn.variable(v.copy(), name=f"p{i}") for i, v in enumerate(init)]
+        h = gn.relu(gn.matmul(x, params[0]) + params[1])
+        loss = gn.softmax_cross_entropy(gn.matmul(h, params[2]) + params[3], y)
+        grads = gn.gradients(loss, params)
+        return [loss] + [gn.assign(p, p - 0.1 * g) for p, g in zip(params, grads)], (x, y)
+
+    program, results = run_on("cpu", build, lambda p: {p[0]: xv, p[1]: labels})
+    _, expected = run_on("reference", build, lambda p: {p[0]: xv, p[1]: labels})
+    for actual, reference in zip(results, expected):
+        assert_close(np.asarray(actual), np.asarray(reference))
+    schedule = str(program)
+    assert "matmul+add+relu" in schedule and "cpu.dense_relu[" in schedule
+    assert "cpu.dense[" in schedule
+
+
+def test_adding_a_full_matrix_is_not_fused_into_a_dense_step():
+    """CAN_FUSE accepts only a bias row: matmul + (m, n) matrix stays a matmul step and an add step."""
+    rng = np.random.default_rng(0)
+    av, bv, cv = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (3, 5), (4, 5)))
+    with gn.Graph():
+        a, b, c = gn.placeholder((4, 3), name="a"), gn.constant(bv), gn.constant(cv)
+        program = gn.compile(gn.relu(gn.matmul(a, b) + c), device="cpu")
+        result = program.run({a: av})
+    schedule = str(program)
+    assert "matmul+add" not in schedule and "cpu.matmul[sgemm]" in schedule
+    assert_close(result, np.maximum(av @ bv + cv, 0))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the parallel code paths, with two OpenMP threads
+
+TWO_THREAD_CHECK = textwrap.dedent("""
+    import numpy as np
+    from graphnet.backends import get_backend
+    from graphnet.backends.reference import conv, linalg, pool
+    cpu = get_backend("cpu")
+    rng = np.random.default_rng(0)
+    def close(a, b):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(b).max())))
+    for m, k, n, ta, tb in ((300, 70, 120, False, True), (20, 90, 700, True, False), (3, 50, 40, False, False)):
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        out, ref = np.full((m, n), np.nan, np.float32), np.empty((m, n), np.float32)
+        linalg.matmul(ref, a, b, transpose_a=ta, transpose_b=tb)
+        cpu.kernel("dense_relu")(out, a, b, bias, transpose_a=ta, transpose_b=tb)
+        close(out, np.maximum(ref + bias, 0))
+    a, b = rng.standard_normal((6, 1, 30, 20)).astype(np.float32), rng.standard_normal((5, 20, 40)).astype(np.float32)
+    out = np.full((6, 5, 30, 40), np.nan, np.float32)
+    cpu.kernel("matmul")(out, a, b, transpose_a=False, transpose_b=False)
+    close(out, a @ b)
+    for groups, w_shape in ((1, (8, 6, 3, 3)), (6, (6, 1, 3, 3)), (1, (8, 6, 1, 1))):
+        params = dict(stride=(1, 1), padding=((1, 1), (1, 1)) if w_shape[2] == 3 else ((0, 0), (0, 0)),
+                      dilation=(1, 1), groups=groups)
+        x = rng.standard_normal((5, 6, 9, 9)).astype(np.float32)
+        w = rng.standard_normal(w_shape).astype(np.float32)
+        y = np.empty((5, w_shape[0], 9, 9), np.float32)
+        conv.conv2d(y, x, w, **params)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for name, inputs, shape in (("conv2d", (x, w), y.shape), ("conv2d_grad_input", (dy, w), x.shape),
+                                    ("conv2d_grad_weight", (dy, x), w.shape)):
+            ref_out = np.empty(shape, np.float32)
+            getattr(conv, name)(ref_out, *inputs, **params)
+            out = np.full(shape, np.nan, np.float32)
+            cpu.kernel(name)(out, *inputs, **params)
+            close(out, ref_out)
+    x = rng.standard_normal((4, 16, 32, 32)).astype(np.float32)
+    for kind in ("max", "avg"):
+        params = dict(kernel_size=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0)))
+        y, ref_y = np.full((4, 16, 16, 16), np.nan, np.float32), np.empty((4, 16, 16, 16), np.float32)
+        getattr(pool, kind + "_pool2d")(ref_y, x, **params)
+        cpu.kernel(kind + "_pool2d")(y, x, **params)
+        close(y, ref_y)
+    print("ok")
+""")
+
+
+def test_parallel_paths_agree_with_two_threads():
+    result = subprocess.run([sys.executable, "-c", TWO_THREAD_CHECK], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
