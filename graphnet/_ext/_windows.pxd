@@ -63,20 +63,24 @@ cdef inline void zero_row(real* to, Py_ssize_t count) noexcept nogil:
         to[i] = 0
 
 
-cdef inline void im2col_plane(const real* plane, real* rows, Py_ssize_t ld, const Window* win) noexcept nogil:
-    """rows[(r·kw + s)·ld + oh·out_w + ow] = plane[oh·sh + r·dh − pt, ow·sw + s·dw − pl], 0 in the padding."""
+cdef inline void im2col_plane_rows(const real* plane, real* rows, Py_ssize_t ld, const Window* win,
+                                   Py_ssize_t oh_begin, Py_ssize_t oh_end) noexcept nogil:
+    """The output rows oh_begin ≤ oh < oh_end only (a tile of the unfolded plane):
+    rows[(r·kw + s)·ld + (oh − oh_begin)·out_w + ow] = plane[oh·sh + r·dh − pt, ow·sw + s·dw − pl]."""
     cdef Py_ssize_t r, s, oh, h, oh_first, oh_stop, ow_first, ow_stop, column, out_w = win.out_w
     cdef real* row
     cdef real* out_row
     for r in range(win.kh):
         oh_first = first_inside(r * win.dh - win.pt, win.sh)
         oh_stop = stop_inside(r * win.dh - win.pt, win.sh, win.height, win.out_h, oh_first)
+        oh_first = min(max(oh_first, oh_begin), oh_end)
+        oh_stop = min(max(oh_stop, oh_first), oh_end)
         for s in range(win.kw):
             column = s * win.dw - win.pl
             ow_first = first_inside(column, win.sw)
             ow_stop = stop_inside(column, win.sw, win.width, out_w, ow_first)
-            row = rows + (r * win.kw + s) * ld
-            zero_row(row, oh_first * out_w)                        # output rows that read the top padding
+            row = rows + (r * win.kw + s) * ld - oh_begin * out_w          # row + oh·out_w: output row oh
+            zero_row(row + oh_begin * out_w, (oh_first - oh_begin) * out_w)   # rows that read the top padding
             for oh in range(oh_first, oh_stop):
                 h = oh * win.sh + r * win.dh - win.pt
                 out_row = row + oh * out_w
@@ -84,7 +88,12 @@ cdef inline void im2col_plane(const real* plane, real* rows, Py_ssize_t ld, cons
                 copy_row(out_row + ow_first, plane + h * win.width + column + ow_first * win.sw,
                          ow_stop - ow_first, win.sw)
                 zero_row(out_row + ow_stop, out_w - ow_stop)
-            zero_row(row + oh_stop * out_w, (win.out_h - oh_stop) * out_w)     # ... and the bottom padding
+            zero_row(row + oh_stop * out_w, (oh_end - oh_stop) * out_w)     # ... and the bottom padding
+
+
+cdef inline void im2col_plane(const real* plane, real* rows, Py_ssize_t ld, const Window* win) noexcept nogil:
+    """rows[(r·kw + s)·ld + oh·out_w + ow] = plane[oh·sh + r·dh − pt, ow·sw + s·dw − pl], 0 in the padding."""
+    im2col_plane_rows(plane, rows, ld, win, 0, win.out_h)
 
 
 cdef inline void col2im_plane(const real* rows, Py_ssize_t ld, real* plane, const Window* win) noexcept nogil:
@@ -114,12 +123,19 @@ cdef inline void col2im_plane(const real* rows, Py_ssize_t ld, real* plane, cons
                         out_row[ow * win.sw] += in_row[ow]
 
 
-cdef inline void im2col_image(const real* image, Py_ssize_t channels, real* cols, Py_ssize_t ld,
-                              const Window* win) noexcept nogil:
-    """All channels of one image: cols row (c·kh + r)·kw + s (c slowest), the order of w.reshape(K, C·kh·kw)."""
+cdef inline void im2col_image_rows(const real* image, Py_ssize_t channels, real* cols, Py_ssize_t ld,
+                                   const Window* win, Py_ssize_t oh_begin, Py_ssize_t oh_end) noexcept nogil:
+    """All channels of one image, output rows oh_begin ≤ oh < oh_end: cols row (c·kh + r)·kw + s (c slowest), the
+    order of w.reshape(K, C·kh·kw)."""
     cdef Py_ssize_t c
     for c in range(channels):
-        im2col_plane(image + c * win.height * win.width, cols + c * win.kh * win.kw * ld, ld, win)
+        im2col_plane_rows(image + c * win.height * win.width, cols + c * win.kh * win.kw * ld, ld, win, oh_begin,
+                          oh_end)
+
+
+cdef inline void im2col_image(const real* image, Py_ssize_t channels, real* cols, Py_ssize_t ld,
+                              const Window* win) noexcept nogil:
+    im2col_image_rows(image, channels, cols, ld, win, 0, win.out_h)
 
 
 cdef inline void col2im_image(const real* cols, Py_ssize_t ld, Py_ssize_t channels, real* image,
