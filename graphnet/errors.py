@@ -26,6 +26,10 @@ class GraphError(GraphnetError, ValueError):
     """The graph itself is wrong: mixed graphs, no gradient path, unknown device, ..."""
 
 
+class DatasetError(GraphnetError, ValueError):
+    """A data set's files are missing, truncated or malformed, or a loader got an argument it cannot use."""
+
+
 class ShapeRuleViolation(Exception):
     """Raised inside an op's shape rule; the graph layer turns it into a ShapeError with the op's context."""
 
