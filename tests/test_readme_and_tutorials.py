@@ -14,11 +14,23 @@ def fenced_blocks(language):
 
 
 def test_readme_example_runs_and_prints_the_schedule(capsys):
-    (example,) = fenced_blocks("python")
+    example = fenced_blocks("python")[0]
     exec(compile(example, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "forward" in printed and "backward" in printed
     assert re.search(r"memory plan: .*planned peak", printed)
+
+
+def test_readme_training_script_is_the_tested_example():
+    """The README shows examples/readme_training.py verbatim (tests/test_train.py runs that file)."""
+    assert (ROOT / "examples" / "readme_training.py").read_text() in fenced_blocks("python")
+
+
+def test_readme_main_command_runs_a_tutorial_that_exists():
+    (main,) = [line for block in fenced_blocks("bash") for line in block.splitlines() if "tutorials/" in line]
+    script = re.search(r"(tutorials/\S+\.py)", main).group(1)
+    assert (ROOT / script).is_file(), script
+    assert "[tutorials]" in main                       # the lesson's data sets and figures need that extra
 
 
 def test_ci_runs_exactly_the_readme_test_command():
