@@ -272,6 +272,43 @@ def test_initial_values_depend_on_the_seed_and_the_name_only():
     assert not np.array_equal(first["a/weight"], first["b/weight"])
 
 
+def test_a_nested_model_draws_from_the_outer_models_seed():
+    class Block(nn.Model):
+        def __init__(self):
+            super().__init__(name="block")
+            self.dense = nn.Dense(3)
+
+        def call(self, x, training):
+            return self.dense(x, training)
+
+    def weights(seed):
+        model = nn.Sequential([nn.Dense(3), Block()], seed=seed)
+        with gn.Graph():
+            model(gn.placeholder((None, 4)))
+        return model.get_weights()
+
+    assert not np.array_equal(weights(0)["block/dense/weight"], weights(5)["block/dense/weight"])
+    np.testing.assert_array_equal(weights(5)["block/dense/weight"], weights(5)["block/dense/weight"])
+
+
+def test_summary_total_flops_include_ops_written_in_call():
+    class Residual(nn.Model):
+        def __init__(self):
+            super().__init__(name="residual")
+            self.dense = nn.Dense(6)
+
+        def call(self, x, training):
+            return x + self.dense(x, training)          # the addition belongs to no layer
+
+    model = Residual()
+    out = model.build((6,))
+    text = model.summary(print_fn=None)
+    schedule_flops = sum(step.flops for step in gn.compile(out).plan(batch_size=1).steps)
+    assert schedule_flops == model.dense.flops + 6
+    assert f"Forward FLOPs per sample: {schedule_flops:,} ({schedule_flops} FLOP)" in text
+    assert "of which in the model's own ops (not in a layer row): 6" in text
+
+
 @pytest.mark.parametrize("name, shape, check", [
     ("he_normal", (400, 300), lambda a, fi, fo: abs(a.std() - math.sqrt(2 / fi)) < 0.02 * math.sqrt(2 / fi)),
     ("glorot_normal", (64, 32, 3, 3), lambda a, fi, fo: abs(a.std() - math.sqrt(2 / (fi + fo))) < 0.02 * a.std()),

@@ -27,7 +27,7 @@ from .layers import Layer
 class Model(Layer):
     kind = "model"
 
-    def __init__(self, name=None, seed=0):
+    def __init__(self, name=None, seed=None):
         object.__setattr__(self, "_layers", [])
         super().__init__(name)
         self.seed = seed
@@ -211,7 +211,7 @@ class Sequential(Model):
     it, and its variables never collide with the old head's."""
     kind = "sequential"
 
-    def __init__(self, layers=(), name=None, seed=0):
+    def __init__(self, layers=(), name=None, seed=None):
         super().__init__(name=name, seed=seed)
         self._counters = {}
         for layer in layers:

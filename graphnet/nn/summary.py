@@ -28,7 +28,7 @@ def _si(n):
     for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if n >= scale:
             return f"{n / scale:.2f} {prefix}"
-    return f"{n}"
+    return f"{n} "
 
 
 def leaf_layers(model):
@@ -71,9 +71,14 @@ def format_summary(model):
               f"  frozen: {_count(counts['frozen'])}"
               + (f"  ({', '.join(l.path for l in model.frozen_layers)})" if model.frozen_layers else ""),
               f"  statistics (not trained): {_count(counts['statistics'])}"]
-    if all(layer.flops is not None for layer in layers):
-        flops = sum(layer.flops for layer in layers)
+    if model.flops is not None or all(layer.flops is not None for layer in layers):
+        # model.flops counts every op of the model's call, also those written there directly (a residual addition,
+        # a concatenation) that belong to no layer row above
+        flops = model.flops if model.flops is not None else sum(layer.flops for layer in layers)
         lines.append(f"Forward FLOPs per sample: {_count(flops)} ({_si(flops)}FLOP)")
+        in_layers = sum(layer.flops or 0 for layer in layers)
+        if flops != in_layers:
+            lines.append(f"  of which in the model's own ops (not in a layer row): {_count(flops - in_layers)}")
     else:
         lines.append("Forward FLOPs per sample: ? (build the inference branch: model.build(input_shape) or "
                      "model(x, training=False))")
