@@ -69,6 +69,10 @@ class Program:
         self.nodes = by_id
         self.placeholders = [n for n in by_id if n.op.name == "placeholder"]
         self.stored = [n for n in by_id if n.op.name in ("variable", "constant")]
+        # A fetched variable that this program also assigns is fetched as the run's reads of it saw it: before
+        # the update (the value after it is the assign node's, or the variable's at the next run).
+        assigned = {n.inputs[0] for n in by_id if n.op.name == "assign"}
+        self.fetched_before_update = [f for f in fetches if f in assigned]
         self.rng = RngState()
         self._plans = {}
         self._last_plan = None
@@ -91,6 +95,7 @@ class Program:
         for node, array in arrays.items():
             backend.copy_in(plan.values[node], array)
         self.rng.counter += 1
+        before_update = {f: backend.to_host(plan.values[f]) for f in self.fetched_before_update}
         for index, (fn, out, ins, params) in enumerate(plan.calls):
             try:
                 fn(out, *ins, **params)
@@ -98,7 +103,7 @@ class Program:
                 node = plan.call_nodes[index]
                 error.add_note(f"while running {node.op.name} '{node.name}' created at {node.site}")
                 raise
-        results = [backend.to_host(plan.values[f]) for f in self.fetches]
+        results = [before_update[f] if f in before_update else backend.to_host(plan.values[f]) for f in self.fetches]
         return results[0] if self.single else results
 
     def _check_feeds(self, feeds):
