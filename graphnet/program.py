@@ -315,11 +315,14 @@ class Program:
     def __str__(self):
         return self.describe()
 
-    def describe(self, batch_size=None):
-        """The schedule as a table: one row per step, forward then backward, and the memory plan's summary."""
+    def describe(self, batch_size=None, phases=None):
+        """The schedule as a table: one row per step, forward then backward, and the memory plan's summary.
+
+        phases: show only the rows of these phases, e.g. ("forward", "backward") to leave out the optimizer's
+        update steps (a line says how many were left out; the totals still count every step)."""
         fresh = self._last_plan is None or batch_size is not None
         plan = self.plan(batch_size)
-        return format_schedule(self, plan, fresh and batch_size is None)
+        return format_schedule(self, plan, fresh and batch_size is None, phases)
 
     def profile(self, feeds=None, repeat=20):
         """Time each step (median over `repeat` runs, in seconds); returns [(step, seconds)] and prints a table."""
@@ -381,12 +384,22 @@ def _bytes(n):
     return f"{n} B"
 
 
-def format_schedule(program, plan, guessed_batch):
+def step_name(nodes, width=34):
+    """A step's name: the node's, or for a fused step the nodes' names joined by '+' with the first one's scope
+    not repeated (train/conv1/conv2d+relu); a name longer than `width` keeps its end."""
+    first = nodes[0].name
+    scope = first.rsplit("/", 1)[0] + "/" if "/" in first else ""
+    name = "+".join([first] + [n.name[len(scope):] if scope and n.name.startswith(scope) else n.name
+                               for n in nodes[1:]])
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def format_schedule(program, plan, guessed_batch, phases=None):
     steps = plan.steps
-    phases = {}
+    per_phase = {}
     for s in steps:
-        phases[s.node.phase] = phases.get(s.node.phase, 0) + 1
-    counts = ", ".join(f"{n} {p}" for p, n in phases.items())
+        per_phase[s.node.phase] = per_phase.get(s.node.phase, 0) + 1
+    counts = ", ".join(f"{n} {p}" for p, n in per_phase.items())
     feeds = ", ".join(f"{p.name} {format_shape(plan.shapes[p])}" for p in program.placeholders) or "none"
     lines = [f"Program on '{program.backend.name}': {len(steps)} steps ({counts})",
              f"  feeds: {feeds}" + ("   [None sizes shown as 1: run the program, or describe(batch_size=N)]"
@@ -396,16 +409,21 @@ def format_schedule(program, plan, guessed_batch):
               f"  kernel")
     lines += [header, "-" * len(header)]
     previous = None
+    hidden = {}
     for index, s in enumerate(steps):
         node = s.node
+        if phases is not None and node.phase not in phases:
+            hidden[node.phase] = hidden.get(node.phase, 0) + 1
+            continue
         if previous is not None and node.phase != previous:
             lines.append("")
         previous = node.phase
         first = s.nodes[0]
         op = s.op_name + (f" {first.op.describe(first.attrs)}" if first.op.describe(first.attrs) else "")
-        name = "+".join(n.name for n in s.nodes)
-        lines.append(f"{index:>3}  {node.phase:<8} {op:<30.30} {name:<34.34} "
+        lines.append(f"{index:>3}  {node.phase:<8} {op:<30.30} {step_name(s.nodes):<34} "
                      f"{format_shape(plan.shapes[node]):<18} {_si(s.flops):>10} {_bytes(s.nbytes):>10}  {s.label}")
+    if hidden:
+        lines += ["", "  (not shown: " + ", ".join(f"{n} {p} steps" for p, n in hidden.items()) + ")"]
     total_flops = sum(s.flops for s in steps)
     stored = sum(numel(plan.shapes[n]) * n.dtype.itemsize for n in program.stored)
     saved = 1 - plan.arena_nbytes / plan.naive_nbytes if plan.naive_nbytes else 0.0

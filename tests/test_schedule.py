@@ -110,3 +110,35 @@ def test_reuse_makes_the_peak_smaller_than_the_naive_total():
     plan = prog.plan()
     assert plan.arena_nbytes < plan.naive_nbytes
     assert plan.arena_nbytes >= max(b.nbytes for b in plan.buffers)
+
+
+def test_describe_can_leave_out_phases_and_says_how_many_steps_it_left_out():
+    with gn.Graph() as graph:
+        x = gn.placeholder((None, 4), name="x")
+        with gn.name_scope("layer"):
+            w = gn.variable(np.ones((4, 3), "float32"), name="w")
+            h = gn.relu(x @ w)
+        loss = gn.sum(h)
+        (dw,) = gn.gradients(loss, [w])
+        with graph.phase("update"):
+            step = gn.assign(w, w - 0.1 * dw)
+    program = gn.compile([loss, step])
+    full = program.describe(batch_size=2)
+    short = program.describe(batch_size=2, phases=("forward", "backward"))
+    def update_rows(text):
+        return [line for line in text.splitlines() if line[5:13] == "update  "]
+    assert update_rows(full) and not update_rows(short)
+    assert f"(not shown: {len(update_rows(full))} update steps)" in short
+    assert short.splitlines()[-3:] == full.splitlines()[-3:]                # the same totals and memory plan
+
+
+def test_a_fused_step_is_named_once_per_scope():
+    from graphnet.program import step_name
+
+    class Node:
+        def __init__(self, name):
+            self.name = name
+    assert step_name([Node("train/conv1/conv2d"), Node("train/conv1/relu")]) == "train/conv1/conv2d+relu"
+    assert step_name([Node("a/matmul"), Node("b/add")]) == "a/matmul+b/add"
+    long = step_name([Node("model/" + "x" * 40), Node("model/relu")])
+    assert len(long) == 34 and long.startswith("…") and long.endswith("+relu")
