@@ -401,7 +401,7 @@ def format_schedule(program, plan, guessed_batch, phases=None):
         per_phase[s.node.phase] = per_phase.get(s.node.phase, 0) + 1
     counts = ", ".join(f"{n} {p}" for p, n in per_phase.items())
     feeds = ", ".join(f"{p.name} {format_shape(plan.shapes[p])}" for p in program.placeholders) or "none"
-    lines = [f"Program on '{program.backend.name}': {len(steps)} steps ({counts})",
+    lines = [f"Program on '{program.backend.name}': {len(steps)} step{'s' if len(steps) != 1 else ''} ({counts})",
              f"  feeds: {feeds}" + ("   [None sizes shown as 1: run the program, or describe(batch_size=N)]"
                                     if guessed_batch and any(None in p.shape for p in program.placeholders) else ""),
              f"  fetches: {', '.join(f.name for f in program.fetches)}", ""]

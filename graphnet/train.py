@@ -32,7 +32,7 @@ import numpy as np
 from . import checkpoint, optim
 from .compiler import compile as compile_program
 from .data.loader import DataLoader
-from .errors import GraphError
+from .errors import FeedError, GraphError
 from .graph import Graph, placeholder
 from . import ops
 
@@ -357,6 +357,9 @@ class Trainer:
             validation_data = (x[-n_val:], y[-n_val:])
             x, y = x[:-n_val], y[:-n_val]
         self._build_for(x, y)
+        self.check_data(x, y, "fit")
+        if validation_data is not None:
+            self.check_data(*validation_data, "fit(validation_data=...)")
         self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed, drop_last=drop_last,
                                  augment=augment)
         callbacks = list(callbacks)
@@ -410,9 +413,30 @@ class Trainer:
             callback.on_epoch_end(epoch + 1, logs)
         return step
 
+    def check_data(self, x, y, where):
+        """Refuse, before any batch runs, targets that cannot pair with the inputs or the model's outputs."""
+        x, y = np.asarray(x), np.asarray(y)
+        if len(x) != len(y):
+            raise FeedError(f"{where}: x has {len(x)} samples but y has {len(y)}; they must pair up, one target "
+                            "per sample")
+        if self.loss_name != "cross_entropy":
+            return
+        classes = self.train_outputs.shape[-1]
+        if y.ndim == 2 and y.shape[1] == classes:
+            raise FeedError(f"{where}: y has shape {y.shape}, which looks one-hot; the cross-entropy loss takes "
+                            f"class indices of shape ({len(y)},): pass y.argmax(1)")
+        if y.ndim != 1 or (y.size and y.dtype.kind not in "iu" and not np.all(y == np.round(y))):
+            raise FeedError(f"{where}: y has shape {y.shape} and dtype {y.dtype}; the cross-entropy loss takes one "
+                            f"integer class index per sample, shape ({len(y)},)")
+        if y.size and (y.min() < 0 or y.max() >= classes):
+            raise FeedError(f"{where}: the labels go from {y.min()} to {y.max()}, but the model's last layer has "
+                            f"{classes} outputs (classes 0..{classes - 1}); give the last layer "
+                            f"{int(y.max()) + 1} units, or relabel the classes")
+
     def evaluate(self, x, y, batch_size=256):
         """The loss and metrics over (x, y) in inference mode, averaged over samples."""
         self._build_for(x, y)
+        self.check_data(x, y, "evaluate")
         totals, seen = {}, 0
         for xb, yb in DataLoader(x, y, batch_size):
             loss, outputs = self.eval_program.run({self.x: xb, self.y: yb})

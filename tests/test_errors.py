@@ -152,6 +152,17 @@ def test_matmul_inner_mismatch_names_both_sizes():
     assert str(caught.value).startswith(f"matmul 'matmul' ({raised_at(caught)})")
 
 
+def test_matmul_of_an_unflattened_image_suggests_flatten():
+    with gn.Graph():
+        x = gn.placeholder((None, 1, 28, 28), name="x")
+        v = gn.variable(np.zeros((784, 10), "float32"), name="v")
+        with pytest.raises(gn.ShapeError, match=r"a looks unflattened: gn\.flatten\(a\) gives \(None, 784\)"):
+            x @ v
+        with pytest.raises(gn.ShapeError) as caught:        # no hint where flattening would not help either
+            gn.placeholder((None, 2, 3, 5)) @ v
+        assert "flatten" not in str(caught.value)
+
+
 def test_matmul_dtype_mismatch_is_a_shape_error():
     with gn.Graph():
         a = gn.placeholder((2, 3), name="a")

@@ -193,6 +193,21 @@ def test_model_checkpoint_saves_the_run_each_epoch_or_when_it_improves(tmp_path)
     assert again.restore(tmp_path / "best.npz").epoch == 1 + int(np.argmin(trainer.history["loss"]))
 
 
+def test_fit_refuses_targets_that_cannot_match_before_any_batch_runs(capsys):
+    x = np.zeros((64, 8), "float32")
+    labels = np.arange(64) % 10
+    cases = [(np.eye(3)[labels % 3], r"fit: y has shape \(64, 3\), which looks one-hot.*pass y\.argmax\(1\)"),
+             (labels, r"fit: the labels go from 0 to 9, but the model's last layer has 3 outputs.*give the last "
+                      r"layer 10 units"),
+             (labels[:60] % 3, r"fit: x has 64 samples but y has 60"),
+             (np.full(64, 0.5), r"fit: y has shape \(64,\) and dtype float64; .* one integer class index")]
+    for y, message in cases:
+        trainer = train.Trainer(nn.Sequential([nn.Dense(3)]), optim.SGD(0.1))
+        with pytest.raises(gn.FeedError, match=message):
+            trainer.fit(x, y, epochs=1)
+        assert "epoch 1/1" not in capsys.readouterr().err              # refused before the progress bar began
+
+
 def test_changing_what_is_trainable_after_building_is_refused():
     x, y = shape_images(32, size=12, seed=2)
     model = nn.Sequential([nn.Flatten(), nn.Dense(8), nn.Dense(7)])

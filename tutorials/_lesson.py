@@ -25,7 +25,8 @@ def parse_args(doc, epochs, **extra):
 
     `extra` adds lesson-specific flags as name=(type, default, help)."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="backend: cpu (default), cuda, auto or reference")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto", "reference"),
+                        help="backend: cpu (default), cuda, auto (cuda where a GPU is usable, else cpu) or reference")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
     parser.add_argument("--quick", action="store_true", help="a tiny run: little data, one short epoch (CI)")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "figures", help="folder for the PNG figures")

@@ -30,6 +30,8 @@ def get_backend(device):
 
 
 def available_devices():
+    """The devices graphnet has a backend for. Whether one can run here shows when it is compiled for: `cuda`
+    without a GPU is an error that says why; device="auto" picks the best one that runs, and says which."""
     return sorted(_BACKENDS)
 
 

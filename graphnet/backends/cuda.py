@@ -28,7 +28,7 @@ def simulated():
 def cuda_status():
     """(usable, reason): whether the cuda backend can run here, and in words why (not)."""
     if importlib.util.find_spec("numba") is None or importlib.util.find_spec("numba_cuda") is None:
-        return False, "numba-cuda is not installed (pip install numba-cuda 'nvidia-cuda-nvrtc==13.0.*')"
+        return False, "numba-cuda is not installed (pip install 'graphnet[cuda]'; from a clone: pip install -e '.[cuda]')"
     if simulated():
         return True, "Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): correct but slow"
     if ctypes.util.find_library("cuda") is None and not _loads("libcuda.so.1"):

@@ -6,6 +6,17 @@ from ._util import apply, broadcast_shapes, tensors
 from .elementwise import check_unknowns_equal, sum_to
 
 
+def flatten_hint(a, rows, attrs):
+    """'; flatten a first' when a's sizes after the batch multiply to b's rows: a conv output fed to a dense layer."""
+    if len(a) > 2 and not attrs["transpose_a"] and None not in a[1:] and rows is not None:
+        size = 1
+        for d in a[1:]:
+            size *= d
+        if size == rows:
+            return f"; a looks unflattened: gn.flatten(a) gives ({a[0]}, {size})"
+    return ""
+
+
 class MatMul(Op):
     name = "matmul"
 
@@ -21,7 +32,7 @@ class MatMul(Op):
             raise ShapeRuleViolation(
                 f"inner sizes differ: a {format_shape(a)}{'ᵀ' if attrs['transpose_a'] else ''} @ "
                 f"b {format_shape(b)}{'ᵀ' if attrs['transpose_b'] else ''} needs a's columns ({k}) to equal "
-                f"b's rows ({k2})")
+                f"b's rows ({k2})" + flatten_hint(a, k2, attrs))
         try:
             batch = broadcast_shapes(a[:-2], b[:-2]) if len(a) > 2 or len(b) > 2 else ()
         except ShapeRuleViolation as violation:
