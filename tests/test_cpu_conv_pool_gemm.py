@@ -164,7 +164,7 @@ def conv_cases(draw, max_size=11):
 def forward_algorithms(w_shape, params, dtype):
     """Every algorithm the forward kernel accepts for this layer."""
     blas = "sgemm" if dtype == np.float32 else "dgemm"
-    algorithms = ["direct", "im2col+" + blas]
+    algorithms = ["direct", "im2col+" + blas, "batched-im2col+" + blas]
     pointwise = w_shape[2:] == (1, 1) and params["stride"] == (1, 1) and params["padding"] == ((0, 0), (0, 0))
     return algorithms + ([blas] if pointwise else [])
 
@@ -231,13 +231,96 @@ def test_conv_kernels_run_in_the_workspace_the_plan_sizes(cpu, case):
                 cpu.kernel(name)(out, *inputs, **dict(chosen, workspace=workspace[:nbytes // max(x_shape[0], 1) - 1]))
 
 
-@pytest.mark.parametrize("layer, expected", [
-    (((64, 1, 28, 28), (6, 1, 5, 5), 2, 1), "im2col+sgemm"),        # LeNet C1
-    (((64, 6, 14, 14), (16, 6, 5, 5), 0, 1), "im2col+sgemm"),       # LeNet C3
-    (((8, 32, 16, 16), (32, 1, 3, 3), 1, 32), "direct"),            # depthwise
-    (((8, 32, 16, 16), (64, 32, 1, 1), 0, 1), "sgemm"),             # pointwise: no unfolding
+@st.composite
+def batched_cases(draw):
+    """A conv_cases layer with up to 9 images, and the images per tile for `batched`: None (the kernel's choice),
+    or 1 to N + 1, so that N is often not a multiple of it and the tiles differ in size."""
+    x_shape, w_shape, y_shape, params, dtype, seed = draw(conv_cases(max_size=9))
+    n = draw(st.integers(1, 9))
+    tile_images = draw(st.one_of(st.none(), st.integers(1, n + 1)))
+    return (n,) + x_shape[1:], w_shape, (n,) + y_shape[1:], params, dtype, seed, tile_images
+
+
+@SETTINGS
+@given(batched_cases())
+def test_batched_algorithm_matches_reference_in_every_direction(cpu, case):
+    """batched-im2col / batched-col2im forced on any layer (groups, stride, dilation, asymmetric padding, both dtypes),
+    any tile size, in the workspace the plan sizes for it: prefilled with garbage, and not a byte past its end
+    written; the forward with and without bias and ReLU (the epilogue fused into the copy out of the tile)."""
+    x_shape, w_shape, y_shape, params, dtype, seed, tile_images = case
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    b, dy = rng.standard_normal(w_shape[0]).astype(dtype), rng.standard_normal(y_shape).astype(dtype)
+    blas = "sgemm" if dtype == np.float32 else "dgemm"
+    steps = (("conv2d", (x, w, b), [x_shape, w_shape, (w_shape[0],)], y_shape, "batched-im2col+"),
+             ("conv2d", (x, w), [x_shape, w_shape], y_shape, "batched-im2col+"),
+             ("conv2d_relu", (x, w, b), [x_shape, w_shape, (w_shape[0],)], y_shape, "batched-im2col+"),
+             ("conv2d_grad_input", (dy, w), [y_shape, w_shape], x_shape, "batched-col2im+"),
+             ("conv2d_grad_weight", (dy, x), [y_shape, x_shape], w_shape, "batched-im2col+"))
+    for name, inputs, in_shapes, out_shape, algorithm in steps:
+        expected = nan_like(out_shape, dtype)
+        getattr(ref_conv, name.removesuffix("_relu"))(expected, *inputs, **params)
+        if name == "conv2d_relu":
+            expected = np.maximum(expected, 0)
+        chosen = dict(params, algorithm=algorithm + blas, tile_images=tile_images)
+        nbytes = cpu.workspace_nbytes(name, chosen, in_shapes, out_shape, np.dtype(dtype))
+        workspace = np.full(nbytes + 64, 0xFF, np.uint8)
+        out = nan_like(out_shape, dtype)
+        cpu.kernel(name)(out, *inputs, **dict(chosen, workspace=workspace[:nbytes]))
+        assert_close(out, expected)
+        np.testing.assert_array_equal(workspace[nbytes:], 0xFF)
+
+
+def test_batched_unfolding_of_a_tap_that_sees_only_left_padding(cpu):
+    """Padding 2 on the left, a 4-tap row dilated by 2, one output column: the first tap sees padding at every output
+    position. Its zero row must end at the image's last column: in a tile, the next columns belong to other images
+    (a regression: the unfolding wrote first_inside = 2 zeros into a 1-column row)."""
+    params = {"stride": (1, 1), "padding": ((0, 0), (2, 0)), "dilation": (1, 2), "groups": 1}
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((3, 1, 1, 5)).astype(np.float32), rng.standard_normal((1, 1, 1, 4)).astype(np.float32)
+    dy = rng.standard_normal((3, 1, 1, 1)).astype(np.float32)
+    for name, inputs, shape in (("conv2d", (x, w), (3, 1, 1, 1)), ("conv2d_grad_weight", (dy, x), w.shape)):
+        expected, out = nan_like(shape, np.float32), nan_like(shape, np.float32)
+        getattr(ref_conv, name)(expected, *inputs, **params)
+        cpu.kernel(name)(out, *inputs, algorithm="batched-im2col+sgemm", **params)
+        assert_close(out, expected)
+
+
+def test_batched_tiles_share_the_batch_evenly_and_stay_within_the_slot():
+    """Tile t holds the images ⌊t·N / tiles⌋ ≤ n < ⌊(t+1)·N / tiles⌋: together every image once, none more than B
+    (what a slot holds), and as many tiles as threads or a multiple of that."""
+    from graphnet._ext import conv
+    for images in range(1, 40):
+        for tile_images in range(1, images + 2):
+            for threads in (1, 2, 3, 4):
+                tiles = conv.batch_tiles(images, tile_images, threads)
+                starts = [t * images // tiles for t in range(tiles + 1)]
+                sizes = np.diff(starts)
+                assert starts[-1] == images and sizes.min() >= 1 and sizes.max() <= tile_images
+                assert tiles % threads == 0 or tiles == images
+                assert tiles * min(tile_images, images) >= images
+
+
+def test_batched_kernels_explain_a_bad_tile_size(cpu):
+    params = {"stride": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1), "groups": 1}
+    x, w = np.ones((2, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="tile_images=0"):
+        cpu.kernel("conv2d")(np.empty((2, 3, 3, 3), np.float32), x, w, algorithm="batched-im2col+sgemm",
+                             tile_images=0, **params)
+
+
+@pytest.mark.parametrize("layer, expected, expected_grads", [
+    (((64, 1, 28, 28), (6, 1, 5, 5), 2, 1), "im2col+sgemm", "im2col"),        # LeNet C1
+    (((64, 6, 14, 14), (16, 6, 5, 5), 0, 1), "im2col+sgemm", "im2col"),       # LeNet C3: small GEMMs, one image each
+    (((8, 32, 16, 16), (32, 1, 3, 3), 1, 32), "direct", "im2col"),            # depthwise
+    (((8, 32, 16, 16), (64, 32, 1, 1), 0, 1), "sgemm", "gemm"),               # pointwise: no unfolding
+    (((64, 64, 8, 8), (64, 64, 3, 3), 1, 1), "batched-im2col+sgemm", "batched"),      # an 8×8 plane, wide GEMMs
+    (((64, 128, 4, 4), (128, 128, 3, 3), 1, 1), "batched-im2col+sgemm", "batched"),
+    (((64, 64, 16, 16), (64, 64, 3, 3), 1, 1), "im2col+sgemm", "im2col"),     # 16×16: wide enough one by one
+    (((64, 16, 8, 8), (32, 16, 3, 3), 1, 1), "im2col+sgemm", "im2col"),       # 8×8, but small GEMMs
+    (((1, 64, 8, 8), (64, 64, 3, 3), 1, 1), "im2col+sgemm", "im2col"),        # one image: nothing to batch
 ])
-def test_specialize_chooses_the_algorithm_per_layer_shape(cpu, layer, expected):
+def test_specialize_chooses_the_algorithm_per_layer_shape(cpu, layer, expected, expected_grads):
     x_shape, w_shape, pad, groups = layer
     params = {"stride": (1, 1), "padding": ((pad, pad), (pad, pad)), "dilation": (1, 1), "groups": groups}
     y_shape = (x_shape[0], w_shape[0], x_shape[2] + 2 * pad - w_shape[2] + 1, x_shape[3] + 2 * pad - w_shape[3] + 1)
@@ -245,7 +328,10 @@ def test_specialize_chooses_the_algorithm_per_layer_shape(cpu, layer, expected):
     assert chosen["algorithm"] == expected
     assert cpu.kernel_label("conv2d", chosen) == f"cpu.conv2d[{expected}]"
     grad = cpu.specialize("conv2d_grad_input", params, [y_shape, w_shape], x_shape, np.dtype(np.float64))
-    assert grad["algorithm"] == ("dgemm" if expected == "sgemm" else "col2im+dgemm")
+    grad_weight = cpu.specialize("conv2d_grad_weight", params, [y_shape, x_shape], w_shape, np.dtype(np.float64))
+    names = {"gemm": ("dgemm", "dgemm"), "im2col": ("col2im+dgemm", "im2col+dgemm"),
+             "batched": ("batched-col2im+dgemm", "batched-im2col+dgemm")}
+    assert (grad["algorithm"], grad_weight["algorithm"]) == names[expected_grads]
 
 
 def test_conv_kernels_explain_bad_calls(cpu):
@@ -380,6 +466,35 @@ def test_conv_relu_pool_program_and_gradients_match_reference(case, pooling):
     assert "cpu.conv2d_grad_weight[" in schedule
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_program_runs_small_planes_batched_and_matches_reference(dtype):
+    """64 → 64 channels at 8×8 (then 4×4 after pooling) is where SPECIALIZE picks `batched` for all three kernels;
+    6 images, so that the tiles hold different numbers of images with two threads."""
+    rng = np.random.default_rng(3)
+    xv = rng.standard_normal((6, 64, 8, 8)).astype(dtype)
+    w1 = (0.05 * rng.standard_normal((64, 64, 3, 3))).astype(dtype)
+    w2 = (0.05 * rng.standard_normal((128, 64, 3, 3))).astype(dtype)
+    bv = rng.standard_normal(64).astype(dtype)
+
+    def build():
+        x = gn.placeholder((None, 64, 8, 8), dtype=np.dtype(dtype).name, name="x")
+        wa, wb, b = gn.variable(w1, name="wa"), gn.variable(w2, name="wb"), gn.variable(bv, name="b")
+        h = gn.max_pool2d(gn.relu(gn.conv2d(x, wa, b, padding=1)), 2)
+        h = gn.conv2d(h, wb, padding=1)
+        loss = gn.sum(h * h)
+        return [loss] + gn.gradients(loss, [x, wa, wb, b]), x
+
+    program, results = run_on("cpu", build, lambda x: {x: xv})
+    _, expected = run_on("reference", build, lambda x: {x: xv})
+    for actual, reference in zip(results, expected):
+        assert_close(np.asarray(actual), np.asarray(reference))
+    schedule = str(program)
+    blas = "sgemm" if dtype == np.float32 else "dgemm"
+    for label in (f"cpu.conv2d_relu[batched-im2col+{blas}]", f"cpu.conv2d[batched-im2col+{blas}]",
+                  f"cpu.conv2d_grad_input[batched-col2im+{blas}]", f"cpu.conv2d_grad_weight[batched-im2col+{blas}]"):
+        assert label in schedule, schedule
+
+
 @GRAPH_SETTINGS
 @given(st.integers(1, 16), st.integers(1, 20), st.integers(1, 20), st.integers(1, 12), DTYPES,
        st.integers(0, 2 ** 31))
@@ -460,6 +575,11 @@ TWO_THREAD_CHECK = textwrap.dedent("""
             out = np.full(shape, np.nan, np.float32)
             cpu.kernel(name)(out, *inputs, **params)
             close(out, ref_out)
+            for tile_images in (None, 2, 3):           # batched: 5 images in tiles of 1 to 3, shared by two threads
+                batched = ("batched-col2im+sgemm" if name == "conv2d_grad_input" else "batched-im2col+sgemm")
+                out = np.full(shape, np.nan, np.float32)
+                cpu.kernel(name)(out, *inputs, algorithm=batched, tile_images=tile_images, **params)
+                close(out, ref_out)
     x = rng.standard_normal((4, 16, 32, 32)).astype(np.float32)
     for kind in ("max", "avg"):
         params = dict(kernel_size=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0)))

@@ -77,7 +77,7 @@ cdef inline void im2col_plane_rows(const real* plane, real* rows, Py_ssize_t ld,
         oh_stop = min(max(oh_stop, oh_first), oh_end)
         for s in range(win.kw):
             column = s * win.dw - win.pl
-            ow_first = first_inside(column, win.sw)
+            ow_first = min(first_inside(column, win.sw), out_w)     # a tap may see nothing but left padding
             ow_stop = stop_inside(column, win.sw, win.width, out_w, ow_first)
             row = rows + (r * win.kw + s) * ld - oh_begin * out_w          # row + oh·out_w: output row oh
             zero_row(row + oh_begin * out_w, (oh_first - oh_begin) * out_w)   # rows that read the top padding

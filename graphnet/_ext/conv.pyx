@@ -27,6 +27,19 @@ Algorithms, chosen per layer shape at compile time by SPECIALIZE (the schedule s
                    loops compile to SSE2 (setup.py builds with -O3, no -march); a register-blocked AVX2 version would
                    be the way to beat BLAS on such thin layers (BLAS spends 40% of that GEMM packing the 25-row
                    im2col matrix, each element of which it then uses for only 6 multiply-adds).
+    batched-im2col+sgemm   (batched-col2im+sgemm for the input gradient) unfold B images side by side into one
+                   (C·R·S) × (B·P) tile, P = OH·OW, image b in columns b·P ... b·P + P − 1, so that each group needs
+                   one GEMM per B images whose long side is B·P instead of P:
+
+        forward       Y_g (K/G × B·P) = w_g · cols_g, then y[n0 + b, k, p] = max(Y[k, b·P + p] + b[k], 0)
+                      (the epilogue fused into the copy out of the tile)
+        grad input    dY (K × B·P) gathered from dy[n0 + b];  dcols_g = w_gᵀ · dY_g;  dx[n0 + b] = col2im(dcols, b)
+        grad weight   dY gathered likewise;  dw_g += dY_g · cols_gᵀ        (inner size B·P instead of P)
+
+                   Chosen where the output plane is small (P ≤ BATCHED_MAX_PLANE = 64) and the per-image GEMM is
+                   large (≥ BATCHED_MIN_MACS = 2²⁰ multiply-adds per group), e.g. 64 or 128 channels at 8×8 or 4×4
+                   (see prefers_batched for the measurements). Not for LeNet: its GEMMs are small enough that
+                   OpenBLAS runs them image by image without packing, and batching them loses that.
 
 Workspace and threads. The images are handed out to OpenMP threads one at a time (a dynamic schedule: on a
 shared machine a thread that loses its core for a while does not hold up the others); each thread owns one
@@ -34,10 +47,12 @@ slot of the workspace for its unfolded image (its padded plane for `direct`), an
 own partial dw, summed into `out` at the end. One slot per thread, not one per image: memory does not grow with the
 batch. The forward pass unfolds an image a few output rows at a time (forward_tile_rows), so that the tile the GEMM
 reads stays in the core's L2 cache: on the 64 → 64, 3×3, 56×56 layer this took the forward from ~40% to ~65% of
-the FP32 peak (2-core EPYC, one thread). (The
-per-batch alternative, unfolding all N images before one GEMM per image, measured no faster and needs N slots.)
-The workspace comes from the memory plan (WORKSPACE below sizes it for min(threads, N) slots); a direct call
-without one allocates it. BLAS runs single-threaded inside the loop (see _blas.pxd).
+the FP32 peak (2-core EPYC, one thread). (The per-batch alternative, unfolding all N images before one GEMM per
+image, measured no faster and needs N slots.) `batched` hands out tiles of images instead of images: ceil(N / B)
+tiles, rounded up to a multiple of the thread count so that the threads get equal shares of the batch
+(batch_tiles); its slot holds the unfolded tile and the K × B·P tile of y or dy. The workspace comes from the memory
+plan (WORKSPACE below sizes it for min(threads, N) slots, min(threads, tiles) for `batched`); a direct call without
+one allocates it. BLAS runs single-threaded inside the loop (see _blas.pxd).
 """
 from cython.parallel cimport prange, threadid
 cimport numpy as cnp
@@ -59,9 +74,12 @@ cdef enum:
     SLOT_ALIGNMENT = 64                # bytes: each thread's slot starts on its own cache line
     TILE_BYTES = 256 * 1024            # the forward unfolds at most this much of an image at a time (see below)
     DIRECT_MAX_OUTPUTS = 2             # output channels per group up to which `direct` beats im2col + GEMM
+    BATCH_TILE_BYTES = 1024 * 1024     # `batched` puts as many images side by side as its tiles fit in this
+    BATCHED_MAX_PLANE = 64             # `batched` is chosen for output planes OH·OW up to this (8×8) ...
+    BATCHED_MIN_MACS = 1 << 20         # ... whose per-image GEMM has at least this many multiply-adds per group
 
 cdef enum Algorithm:
-    IM2COL, GEMM_1X1, DIRECT
+    IM2COL, GEMM_1X1, DIRECT, BATCHED
 
 
 cdef struct Conv:
@@ -72,6 +90,7 @@ cdef struct Conv:
     Py_ssize_t in_plane, out_plane     # H·W and OH·OW
     Py_ssize_t padded_h, padded_w      # the part of the zero-padded input plane that windows read (direct)
     Py_ssize_t tile_rows               # output rows unfolded at a time by the forward im2col (see forward_tile_rows)
+    Py_ssize_t tile_images, tiles      # `batched`: at most tile_images images per tile, in `tiles` tiles
     Window win
 
 
@@ -107,6 +126,7 @@ cdef Conv conv_geometry(str kernel, tuple x_shape, tuple w_shape, tuple y_shape,
     cv.padded_h = (expected[2] - 1) * sh + (kh - 1) * dh + 1
     cv.padded_w = (expected[3] - 1) * sw + (kw - 1) * dw + 1
     cv.tile_rows = expected[2]
+    cv.tile_images, cv.tiles = 1, n
     cv.win.height, cv.win.width, cv.win.out_h, cv.win.out_w = h, w, expected[2], expected[3]
     cv.win.kh, cv.win.kw, cv.win.sh, cv.win.sw = kh, kw, sh, sw
     cv.win.pt, cv.win.pl, cv.win.dh, cv.win.dw = pt, pl, dh, dw
@@ -251,39 +271,143 @@ cdef void grad_weight_image(const Conv* cv, Algorithm algorithm, const real* dy,
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the batch loops: images shared between threads, one workspace slot each
+# tiles of images for `batched`: `count` images n0 ≤ n < n0 + count side by side, image b in columns b·P ... b·P + P−1
+# of every tile matrix (P = OH·OW, ld = count·P its row stride); count is at most B and differs between tiles
+
+cdef void unfold_tile(const Conv* cv, const real* x, Py_ssize_t n0, Py_ssize_t count, real* cols) noexcept nogil:
+    """cols (C·R·S × count·P): cols[(c·R + r)·S + s, b·P + p] = im2col(x[n0 + b])[(c·R + r)·S + s, p]."""
+    cdef Py_ssize_t b, p = cv.out_plane, image = cv.channels * cv.in_plane
+    for b in range(count):
+        im2col_image(x + (n0 + b) * image, cv.channels, cols + b * p, count * p, &cv.win)
+
+
+cdef void gather_tile(const Conv* cv, const real* dy, Py_ssize_t n0, Py_ssize_t count, real* tile) noexcept nogil:
+    """tile (K × count·P): tile[k, b·P + p] = dy[n0 + b, k, p]."""
+    cdef Py_ssize_t b, k, p = cv.out_plane, ld = count * cv.out_plane
+    for b in range(count):
+        for k in range(cv.kernels):
+            memcpy(tile + k * ld + b * p, dy + ((n0 + b) * cv.kernels + k) * p, p * sizeof(real))
+
+
+cdef void scatter_tile(const Conv* cv, const real* tile, Py_ssize_t n0, Py_ssize_t count, const real* bias,
+                       bint relu, real* y) noexcept nogil:
+    """The epilogue fused into the copy out of the tile: y[n0 + b, k, p] = max(tile[k, b·P + p] + b[k], 0)
+    (no bias: + 0; no ReLU: no max; NaN kept, like np.maximum)."""
+    cdef Py_ssize_t b, k, i, p = cv.out_plane, ld = count * cv.out_plane
+    cdef const real* source
+    cdef real* target
+    cdef real shift, v
+    for b in range(count):
+        for k in range(cv.kernels):
+            source = tile + k * ld + b * p
+            target = y + ((n0 + b) * cv.kernels + k) * p
+            shift = 0 if bias == NULL else bias[k]
+            if relu:
+                for i in range(p):
+                    v = source[i] + shift
+                    target[i] = 0 if v < 0 else v
+            elif bias != NULL:
+                for i in range(p):
+                    target[i] = source[i] + shift
+            else:
+                memcpy(target, source, p * sizeof(real))
+
+
+cdef void forward_tile(const Conv* cv, const real* x, const real* w, const real* bias, bint relu, real* y,
+                       Py_ssize_t n0, Py_ssize_t count, real* cols, real* tile) noexcept nogil:
+    """y[n0 : n0 + count] by one GEMM per group: tile_g (K/G × count·P) = w_g · cols_g, then the epilogue copy."""
+    cdef Py_ssize_t g, kpg = cv.kernels_per_group, rpg = cv.rows_per_group, ld = count * cv.out_plane
+    unfold_tile(cv, x, n0, count, cols)
+    for g in range(cv.groups):
+        gemm(False, False, <int>kpg, <int>ld, <int>rpg, <real>1, w + g * kpg * rpg, <int>rpg,
+             cols + g * rpg * ld, <int>ld, <real>0, tile + g * kpg * ld, <int>ld)
+    scatter_tile(cv, tile, n0, count, bias, relu, y)
+
+
+cdef void grad_input_tile(const Conv* cv, const real* dy, const real* w, real* dx, Py_ssize_t n0, Py_ssize_t count,
+                          real* dy_tile, real* dcols) noexcept nogil:
+    """dcols_g (C/G·R·S × count·P) = w_gᵀ · dy_tile_g, then dx[n0 + b] = col2im(columns b·P ... of dcols)."""
+    cdef Py_ssize_t b, g, kpg = cv.kernels_per_group, rpg = cv.rows_per_group, p = cv.out_plane, ld = count * p
+    gather_tile(cv, dy, n0, count, dy_tile)
+    for g in range(cv.groups):
+        gemm(True, False, <int>rpg, <int>ld, <int>kpg, <real>1, w + g * kpg * rpg, <int>rpg,
+             dy_tile + g * kpg * ld, <int>ld, <real>0, dcols + g * rpg * ld, <int>ld)
+    for b in range(count):
+        col2im_image(dcols + b * p, ld, cv.channels, dx + (n0 + b) * cv.channels * cv.in_plane, &cv.win)
+
+
+cdef void grad_weight_tile(const Conv* cv, const real* dy, const real* x, real* dw, Py_ssize_t n0, Py_ssize_t count,
+                           real* cols, real* dy_tile) noexcept nogil:
+    """dw_g += dy_tile_g · cols_gᵀ: one GEMM per group whose inner size is count·P instead of P."""
+    cdef Py_ssize_t g, kpg = cv.kernels_per_group, rpg = cv.rows_per_group, ld = count * cv.out_plane
+    unfold_tile(cv, x, n0, count, cols)
+    gather_tile(cv, dy, n0, count, dy_tile)
+    for g in range(cv.groups):
+        gemm(False, True, <int>kpg, <int>rpg, <int>ld, <real>1, dy_tile + g * kpg * ld, <int>ld,
+             cols + g * rpg * ld, <int>ld, <real>1, dw + g * kpg * rpg, <int>rpg)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the batch loops: images (or, for `batched`, tiles of images) shared between threads, one workspace slot each.
+# A slot is laid out as [unfolded image or tile | K × B·P tile (`batched` only) | partial dw (weight gradient)].
+
+cdef inline Py_ssize_t tile_start(const Conv* cv, Py_ssize_t t) noexcept nogil:
+    """⌊t·N / tiles⌋, the first image of tile t: tiles differ in size by at most one image (see batch_tiles)."""
+    return t * cv.images // cv.tiles
+
 
 cdef void forward_batch(const Conv* cv, Algorithm algorithm, const real* x, const real* w, const real* bias,
-                        bint relu, real* y, char* workspace, Py_ssize_t slot_bytes, int threads) noexcept nogil:
-    cdef Py_ssize_t n
+                        bint relu, real* y, char* workspace, Py_ssize_t slot_bytes, Py_ssize_t tile_offset,
+                        int threads) noexcept nogil:
+    cdef Py_ssize_t n, t
+    if algorithm == BATCHED:
+        for t in prange(cv.tiles, num_threads=threads, schedule="dynamic"):
+            forward_tile(cv, x, w, bias, relu, y, tile_start(cv, t), tile_start(cv, t + 1) - tile_start(cv, t),
+                         <real*>(workspace + threadid() * slot_bytes),
+                         <real*>(workspace + threadid() * slot_bytes + tile_offset))
+        return
     for n in prange(cv.images, num_threads=threads, schedule="dynamic"):
         forward_image(cv, algorithm, x + n * cv.channels * cv.in_plane, w, bias, relu,
                       y + n * cv.kernels * cv.out_plane, <real*>(workspace + threadid() * slot_bytes))
 
 
 cdef void grad_input_batch(const Conv* cv, Algorithm algorithm, const real* dy, const real* w, real* dx,
-                           char* workspace, Py_ssize_t slot_bytes, int threads) noexcept nogil:
-    cdef Py_ssize_t n
+                           char* workspace, Py_ssize_t slot_bytes, Py_ssize_t tile_offset, int threads) noexcept nogil:
+    cdef Py_ssize_t n, t
+    if algorithm == BATCHED:
+        for t in prange(cv.tiles, num_threads=threads, schedule="dynamic"):
+            grad_input_tile(cv, dy, w, dx, tile_start(cv, t), tile_start(cv, t + 1) - tile_start(cv, t),
+                            <real*>(workspace + threadid() * slot_bytes + tile_offset),
+                            <real*>(workspace + threadid() * slot_bytes))
+        return
     for n in prange(cv.images, num_threads=threads, schedule="dynamic"):
         grad_input_image(cv, algorithm, dy + n * cv.kernels * cv.out_plane, w, dx + n * cv.channels * cv.in_plane,
                          <real*>(workspace + threadid() * slot_bytes))
 
 
 cdef void grad_weight_batch(const Conv* cv, Algorithm algorithm, const real* dy, const real* x, real* dw,
-                            char* workspace, Py_ssize_t slot_bytes, Py_ssize_t cols_bytes, int threads) noexcept nogil:
-    """Each thread sums its images into the partial dw after its cols in its slot; then dw = Σ partials."""
-    cdef Py_ssize_t n, i, size = cv.kernels * cv.rows_per_group
-    cdef int t
+                            char* workspace, Py_ssize_t slot_bytes, Py_ssize_t tile_offset,
+                            Py_ssize_t partial_offset, int threads) noexcept nogil:
+    """Each thread sums its images into the partial dw at the end of its slot; then dw = Σ partials."""
+    cdef Py_ssize_t n, t, i, size = cv.kernels * cv.rows_per_group
+    cdef int thread
     cdef real* partial
-    for t in range(threads):
-        memset(workspace + t * slot_bytes + cols_bytes, 0, size * sizeof(real))
-    for n in prange(cv.images, num_threads=threads, schedule="dynamic"):
-        grad_weight_image(cv, algorithm, dy + n * cv.kernels * cv.out_plane, x + n * cv.channels * cv.in_plane,
-                          <real*>(workspace + threadid() * slot_bytes + cols_bytes),
-                          <real*>(workspace + threadid() * slot_bytes))
-    memcpy(dw, workspace + cols_bytes, size * sizeof(real))
-    for t in range(1, threads):
-        partial = <real*>(workspace + t * slot_bytes + cols_bytes)
+    for thread in range(threads):
+        memset(workspace + thread * slot_bytes + partial_offset, 0, size * sizeof(real))
+    if algorithm == BATCHED:
+        for t in prange(cv.tiles, num_threads=threads, schedule="dynamic"):
+            grad_weight_tile(cv, dy, x, <real*>(workspace + threadid() * slot_bytes + partial_offset),
+                             tile_start(cv, t), tile_start(cv, t + 1) - tile_start(cv, t),
+                             <real*>(workspace + threadid() * slot_bytes),
+                             <real*>(workspace + threadid() * slot_bytes + tile_offset))
+    else:
+        for n in prange(cv.images, num_threads=threads, schedule="dynamic"):
+            grad_weight_image(cv, algorithm, dy + n * cv.kernels * cv.out_plane, x + n * cv.channels * cv.in_plane,
+                              <real*>(workspace + threadid() * slot_bytes + partial_offset),
+                              <real*>(workspace + threadid() * slot_bytes))
+    memcpy(dw, workspace + partial_offset, size * sizeof(real))
+    for thread in range(1, threads):
+        partial = <real*>(workspace + thread * slot_bytes + partial_offset)
         for i in range(size):
             dw[i] += partial[i]
 
@@ -294,20 +418,51 @@ cdef void grad_weight_batch(const Conv* cv, Algorithm algorithm, const real* dy,
 FORWARD, GRAD_INPUT, GRAD_WEIGHT = "forward", "grad_input", "grad_weight"
 
 
-def choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype):
+def choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype, dilation=(1, 1)):
     """The algorithm for this layer shape: a 1×1 layer is a plain GEMM; a forward pass whose groups have at most
-    DIRECT_MAX_OUTPUTS output channels (depthwise layers) goes direct; everything else unfolds (im2col+sgemm;
-    col2im+sgemm for the input gradient; dgemm for float64)."""
+    DIRECT_MAX_OUTPUTS output channels (depthwise layers) goes direct; small output planes with wide GEMMs go
+    batched (see prefers_batched); everything else unfolds image by image (im2col+sgemm; col2im+sgemm for the input
+    gradient; dgemm for float64)."""
     blas = "sgemm" if np.dtype(dtype) == np.float32 else "dgemm"
     if is_pointwise(w_shape, stride, padding):
         return blas
     if direction == FORWARD and w_shape[0] // groups <= DIRECT_MAX_OUTPUTS:
         return "direct"
-    return ("col2im+" if direction == GRAD_INPUT else "im2col+") + blas
+    unfold = "col2im" if direction == GRAD_INPUT else "im2col"
+    if prefers_batched(x_shape, w_shape, stride, padding, dilation, groups, np.dtype(dtype).itemsize):
+        return f"batched-{unfold}+{blas}"
+    return f"{unfold}+{blas}"
+
+
+def prefers_batched(x_shape, w_shape, stride, padding, dilation, groups, itemsize):
+    """Whether `batched` beats unfolding image by image: an output plane of at most BATCHED_MAX_PLANE positions, a
+    per-image GEMM of at least BATCHED_MIN_MACS multiply-adds per group, (K/G)·(C/G·R·S)·OH·OW, and room for two
+    images or more in a tile.
+
+    Measured on the 2-core AMD EPYC (Zen 4, 1 MB L2 per core; SciPy's OpenBLAS with its SkylakeX kernels), one
+    thread, 64 images, float32, 3×3 kernels, time per call before → after (forward, input gradient, weight gradient):
+        64 → 64 at 8×8      5.25 → 5.14,  4.82 → 4.47,  5.16 → 5.04 ms   (B = 6)
+        64 → 128 at 8×8     8.25 → 8.08,  8.33 → 7.54,  8.11 → 7.88 ms   (B = 5)
+        128 → 128 at 8×8    19.3 → 16.0,  16.6 → 15.2,  16.4 → 15.8 ms   (B = 3; the forward also stops cutting
+                                                                          each image into row tiles)
+        128 → 128 at 4×4    5.68 → 4.93,  6.75 → 4.53,  5.47 → 4.87 ms   (B = 12)
+    A small GEMM gets slower when batched: OpenBLAS computes a GEMM of at most 100³ multiply-adds with a kernel that
+    reads its operands in place, and a larger one by first copying (packing) both, so batching lifts a small GEMM
+    into the costlier path: LeNet C3 (16 × 150 × 100 per image) 0.73 → 1.08 ms forward (B = 15), LeNet C1
+    0.41 → 0.85 ms, 16 → 32 at 8×8 25% slower. At 16×16 and above batching changed little (B is 1 or 2 there):
+    each image's GEMM is wide enough already."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
+    n, c, h, w = x_shape
+    k, c_per_group, kh, kw = w_shape
+    y_hw = (output_size(h, kh, pt, pb, sh, dh), output_size(w, kw, pl, pr, sw, dw))
+    plane = y_hw[0] * y_hw[1]
+    macs = k // groups * c_per_group * kh * kw * plane
+    return (0 < plane <= BATCHED_MAX_PLANE and macs >= BATCHED_MIN_MACS
+            and batch_tile_images(x_shape, w_shape, y_hw, itemsize) >= 2)
 
 
 def algorithm_kind(direction, algorithm, w_shape, stride, padding):
-    """'direct', 'gemm' or 'im2col' for an algorithm name (as chosen above), checked against the layer."""
+    """'direct', 'gemm', 'im2col' or 'batched' for an algorithm name (as chosen above), checked against the layer."""
     if algorithm == "direct" and direction == FORWARD:
         return "direct"
     if algorithm in ("sgemm", "dgemm"):
@@ -315,37 +470,48 @@ def algorithm_kind(direction, algorithm, w_shape, stride, padding):
             raise ValueError(f"algorithm {algorithm!r} (no unfolding) needs a 1x1 kernel with stride 1 and no "
                              f"padding; this layer has w {w_shape}, stride {stride}, padding {padding}")
         return "gemm"
-    if isinstance(algorithm, str) and algorithm.split("+")[0] in ("im2col", "col2im"):
-        return "im2col"
+    if isinstance(algorithm, str):
+        unfold, batched = algorithm.split("+")[0], algorithm.startswith("batched-")
+        if unfold.removeprefix("batched-") in ("im2col", "col2im"):
+            return "batched" if batched else "im2col"
     choices = "'direct', " if direction == FORWARD else ""
     raise ValueError(f"unknown algorithm {algorithm!r}; choose {choices}'im2col+sgemm' ('col2im+sgemm' for the "
-                     f"input gradient) or, for a 1x1 kernel with stride 1 and no padding, 'sgemm'")
+                     f"input gradient), 'batched-im2col+sgemm' ('batched-col2im+sgemm') or, for a 1x1 kernel with "
+                     f"stride 1 and no padding, 'sgemm'")
 
 
 def aligned(nbytes):
     return (nbytes + SLOT_ALIGNMENT - 1) // SLOT_ALIGNMENT * SLOT_ALIGNMENT
 
 
-def workspace_slot(direction, kind, x_shape, w_shape, y_hw, stride, dilation, itemsize):
-    """(bytes of one thread's slot, bytes of it before the partial dw).
+def workspace_slot(direction, kind, x_shape, w_shape, y_hw, stride, dilation, itemsize, tile_images=None):
+    """(bytes of one thread's slot, offset of its K × B·P tile, offset of its partial dw), all in bytes.
 
-    A slot holds the unfolded image (C·R·S × OH·OW) for im2col, the read part of one zero-padded input plane
-    (((OH−1)·sh + (R−1)·dh + 1) × ((OW−1)·sw + (S−1)·dw + 1)) for direct, nothing for a 1×1 GEMM; for the weight
-    gradient it also holds the thread's partial dw (K × C/G·R·S)."""
+    A slot holds, in this order:
+      the unfolded image (C·R·S × OH·OW) for im2col (the forward pass: tile_rows output rows of it), the unfolded
+          tile of B = batch_tile_images images (C·R·S × B·OH·OW) for batched, the read part of one zero-padded
+          input plane (((OH−1)·sh + (R−1)·dh + 1) × ((OW−1)·sw + (S−1)·dw + 1)) for direct, nothing for a 1×1 GEMM;
+      for batched only, the K × B·OH·OW tile of y or dy;
+      for the weight gradient, the thread's partial dw (K × C/G·R·S)."""
     n, c, h, w = x_shape
     k, c_per_group, kh, kw = w_shape
     (sh, sw), (dh, dw) = stride, dilation
+    tile = 0
     if kind == "direct":
         first = ((y_hw[0] - 1) * sh + (kh - 1) * dh + 1) * ((y_hw[1] - 1) * sw + (kw - 1) * dw + 1)
     elif kind == "gemm":
         first = 0
+    elif kind == "batched":
+        images = batch_tile_images(x_shape, w_shape, y_hw, itemsize, tile_images)
+        first = c * kh * kw * images * y_hw[0] * y_hw[1]
+        tile = k * images * y_hw[0] * y_hw[1]
     elif direction == FORWARD:
         first = c * kh * kw * forward_tile_rows(c, kh, kw, y_hw, itemsize) * y_hw[1]
     else:
         first = c * kh * kw * y_hw[0] * y_hw[1]
-    first = aligned(first * itemsize)
+    first, tile = aligned(first * itemsize), aligned(tile * itemsize)
     partial = aligned(k * c_per_group * kh * kw * itemsize) if direction == GRAD_WEIGHT else 0
-    return first + partial, first
+    return first + tile + partial, first, first + tile
 
 
 def forward_tile_rows(channels, kh, kw, y_hw, itemsize):
@@ -356,9 +522,39 @@ def forward_tile_rows(channels, kh, kw, y_hw, itemsize):
     return int(max(1, min(y_hw[0], TILE_BYTES // max(row_bytes, 1))))
 
 
-def default_slots(images):
-    """One slot per OpenMP thread that will have an image to work on."""
-    return max(1, min(openmp.omp_get_max_threads(), images))
+def batch_tile_images(x_shape, w_shape, y_hw, itemsize, requested=None):
+    """B, the images `batched` puts side by side: as many as keep its two tiles, the unfolded images
+    (C·R·S × B·P) and the output (K × B·P), within BATCH_TILE_BYTES (the size of this machine's per-core L2 cache:
+    a quarter of it left 64 → 64 channels at 8×8 with one image per tile), or `requested` (the kernels'
+    tile_images=, for tests and experiments); at least one, at most N."""
+    if requested is None:
+        image_bytes = (x_shape[1] * w_shape[2] * w_shape[3] + w_shape[0]) * y_hw[0] * y_hw[1] * itemsize
+        requested = BATCH_TILE_BYTES // max(image_bytes, 1)
+    elif requested < 1:
+        raise ValueError(f"tile_images={requested}: a tile holds at least one image")
+    return int(max(1, min(x_shape[0], requested)))
+
+
+def batch_tiles(images, tile_images, threads):
+    """How many tiles `batched` cuts N images into: ceil(N / B), rounded up to a multiple of the thread count so
+    that every thread gets about N / threads images (64 images, B = 6, two threads: 12 tiles of 5 or 6, not 10 of 6
+    and one of 4, which would leave one thread 36 images and the other 28). Tile t holds the images
+    ⌊t·N / tiles⌋ ≤ n < ⌊(t+1)·N / tiles⌋: never more than B."""
+    tiles = -(-images // tile_images)
+    return int(max(1, min(images, -(-tiles // threads) * threads)))
+
+
+def work_items(kind, x_shape, w_shape, y_hw, itemsize, tile_images=None):
+    """What the threads share: the images, or for batched the tiles of images."""
+    if kind != "batched":
+        return x_shape[0]
+    images = batch_tile_images(x_shape, w_shape, y_hw, itemsize, tile_images)
+    return batch_tiles(x_shape[0], images, openmp.omp_get_max_threads())
+
+
+def default_slots(items):
+    """One slot per OpenMP thread that will have an image (or a tile of images) to work on."""
+    return max(1, min(openmp.omp_get_max_threads(), items))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -367,47 +563,56 @@ def default_slots(images):
 cdef struct Call:                      # everything the C loops of one kernel call need besides the arrays
     Conv cv
     Algorithm algorithm
-    Py_ssize_t slot_bytes, partial_offset
+    Py_ssize_t slot_bytes, tile_offset, partial_offset
     int threads
 
 
 cdef object prepare(str kernel, str direction, tuple x_shape, tuple w_shape, tuple y_shape, stride, padding,
-                    dilation, groups, algorithm, workspace, dtype, Call* call):
+                    dilation, groups, algorithm, tile_images, workspace, dtype, Call* call):
     """Fill `call` for these shapes; returns the workspace (the plan's, or a new one for a direct call)."""
     call.cv = conv_geometry(kernel, x_shape, w_shape, y_shape, stride, padding, dilation, groups)
     if algorithm is None:
-        algorithm = choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype)
+        algorithm = choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype, dilation)
     try:
         kind = algorithm_kind(direction, algorithm, w_shape, stride, padding)
     except ValueError as error:
         raise ValueError(f"cpu.{kernel}: {error}") from None
-    call.algorithm = DIRECT if kind == "direct" else (GEMM_1X1 if kind == "gemm" else IM2COL)
+    itemsize = np.dtype(dtype).itemsize
+    call.algorithm = {"direct": DIRECT, "gemm": GEMM_1X1, "im2col": IM2COL, "batched": BATCHED}[kind]
     if direction == FORWARD:
-        call.cv.tile_rows = forward_tile_rows(x_shape[1], w_shape[2], w_shape[3], y_shape[2:],
-                                              np.dtype(dtype).itemsize)
-    call.slot_bytes, call.partial_offset = workspace_slot(direction, kind, x_shape, w_shape, y_shape[2:], stride,
-                                                          dilation, np.dtype(dtype).itemsize)
+        call.cv.tile_rows = forward_tile_rows(x_shape[1], w_shape[2], w_shape[3], y_shape[2:], itemsize)
+    if kind == "batched":
+        try:
+            call.cv.tile_images = batch_tile_images(x_shape, w_shape, y_shape[2:], itemsize, tile_images)
+        except ValueError as error:
+            raise ValueError(f"cpu.{kernel}: {error}") from None
+    call.slot_bytes, call.tile_offset, call.partial_offset = workspace_slot(
+        direction, kind, x_shape, w_shape, y_shape[2:], stride, dilation, itemsize, tile_images)
     if workspace is None:
-        workspace = np.empty(max(call.slot_bytes * default_slots(call.cv.images), 1), dtype=np.uint8)
+        items = work_items(kind, x_shape, w_shape, y_shape[2:], itemsize, tile_images)
+        workspace = np.empty(max(call.slot_bytes * default_slots(items), 1), dtype=np.uint8)
     slots = workspace.nbytes // call.slot_bytes if call.slot_bytes else openmp.omp_get_max_threads()
     if slots < 1:
         raise ValueError(f"cpu.{kernel}: the workspace holds {workspace.nbytes} bytes; one thread needs "
                          f"{call.slot_bytes}")
-    call.threads = min(slots, openmp.omp_get_max_threads(), max(call.cv.images, 1))
+    threads = min(slots, openmp.omp_get_max_threads())
     if not blas_threads_known(&BLAS) and call.algorithm != DIRECT:
-        call.threads = 1               # BLAS threads itself and must not be called from several threads at once
+        threads = 1                    # BLAS threads itself and must not be called from several threads at once
+    if kind == "batched":
+        call.cv.tiles = batch_tiles(call.cv.images, call.cv.tile_images, threads)
+    call.threads = min(threads, max(call.cv.tiles, 1))
     return workspace
 
 
 cdef forward(str kernel, cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b, stride, padding, dilation,
-             groups, algorithm, workspace, bint relu):
+             groups, algorithm, tile_images, workspace, bint relu):
     cdef Call call
     require_floats(kernel, out, (x, w) if b is None else (x, w, b))
     if b is not None and cnp.PyArray_SIZE(b) != w.shape[0]:
         raise ValueError(f"cpu.{kernel}: the bias needs one value per output channel ({w.shape[0]}), got "
                          f"{(<object>b).shape}")
     workspace = prepare(kernel, FORWARD, (<object>x).shape, (<object>w).shape, (<object>out).shape, stride, padding,
-                        dilation, groups, algorithm, workspace, out.dtype, &call)
+                        dilation, groups, algorithm, tile_images, workspace, out.dtype, &call)
     if cnp.PyArray_SIZE(out) == 0:
         return
     cdef void* x_data = data(x)
@@ -421,34 +626,35 @@ cdef forward(str kernel, cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndar
         pinned = pin_blas_to_one_thread(&BLAS)
         if single:
             forward_batch(&call.cv, call.algorithm, <float*>x_data, <float*>w_data, <float*>b_data, relu,
-                          <float*>y_data, scratch, call.slot_bytes, call.threads)
+                          <float*>y_data, scratch, call.slot_bytes, call.tile_offset, call.threads)
         else:
             forward_batch(&call.cv, call.algorithm, <double*>x_data, <double*>w_data, <double*>b_data, relu,
-                          <double*>y_data, scratch, call.slot_bytes, call.threads)
+                          <double*>y_data, scratch, call.slot_bytes, call.tile_offset, call.threads)
         restore_blas_threads(&BLAS, pinned)
 
 
 def conv2d(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, *, stride, padding, dilation, groups,
-           algorithm=None, workspace=None):
+           algorithm=None, workspace=None, tile_images=None):
     """out = conv(x, w) + b. `algorithm` as SPECIALIZE chose it (None: choose here); `workspace`: uint8 bytes from
-    the memory plan (None: allocate)."""
-    forward("conv2d", out, x, w, b, stride, padding, dilation, groups, algorithm, workspace, False)
+    the memory plan (None: allocate); `tile_images`: images per tile for `batched` (None: batch_tile_images)."""
+    forward("conv2d", out, x, w, b, stride, padding, dilation, groups, algorithm, tile_images, workspace, False)
 
 
 def conv2d_relu(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=None, *, stride, padding, dilation,
-                groups, algorithm=None, workspace=None):
-    """out = max(conv(x, w) + b, 0): the fused conv2d → relu, bias and ReLU applied to each image after its GEMM."""
-    forward("conv2d_relu", out, x, w, b, stride, padding, dilation, groups, algorithm, workspace, True)
+                groups, algorithm=None, workspace=None, tile_images=None):
+    """out = max(conv(x, w) + b, 0): the fused conv2d → relu, bias and ReLU applied to each image after its GEMM
+    (for `batched`: while copying the tile into y)."""
+    forward("conv2d_relu", out, x, w, b, stride, padding, dilation, groups, algorithm, tile_images, workspace, True)
 
 
 def conv2d_grad_input(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray w, *, stride, padding, dilation, groups,
-                      algorithm=None, workspace=None):
+                      algorithm=None, workspace=None, tile_images=None):
     """out = dL/dx = col2im(w_gᵀ · dy_g[n]) per image; out has x's shape."""
     cdef Call call
     require_floats("conv2d_grad_input", out, (dy, w))
     workspace = prepare("conv2d_grad_input", GRAD_INPUT, (<object>out).shape, (<object>w).shape,
-                        (<object>dy).shape, stride, padding, dilation, groups, algorithm, workspace, out.dtype,
-                        &call)
+                        (<object>dy).shape, stride, padding, dilation, groups, algorithm, tile_images, workspace,
+                        out.dtype, &call)
     if cnp.PyArray_SIZE(out) == 0:
         return
     if cnp.PyArray_SIZE(dy) == 0:
@@ -464,21 +670,21 @@ def conv2d_grad_input(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray w, *, stride,
         pinned = pin_blas_to_one_thread(&BLAS)
         if single:
             grad_input_batch(&call.cv, call.algorithm, <float*>dy_data, <float*>w_data, <float*>dx_data, scratch,
-                             call.slot_bytes, call.threads)
+                             call.slot_bytes, call.tile_offset, call.threads)
         else:
             grad_input_batch(&call.cv, call.algorithm, <double*>dy_data, <double*>w_data, <double*>dx_data, scratch,
-                             call.slot_bytes, call.threads)
+                             call.slot_bytes, call.tile_offset, call.threads)
         restore_blas_threads(&BLAS, pinned)
 
 
 def conv2d_grad_weight(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, *, stride, padding, dilation, groups,
-                       algorithm=None, workspace=None):
+                       algorithm=None, workspace=None, tile_images=None):
     """out = dL/dw = Σ_n dy_g[n] · cols_g[n]ᵀ; out has w's shape."""
     cdef Call call
     require_floats("conv2d_grad_weight", out, (dy, x))
     workspace = prepare("conv2d_grad_weight", GRAD_WEIGHT, (<object>x).shape, (<object>out).shape,
-                        (<object>dy).shape, stride, padding, dilation, groups, algorithm, workspace, out.dtype,
-                        &call)
+                        (<object>dy).shape, stride, padding, dilation, groups, algorithm, tile_images, workspace,
+                        out.dtype, &call)
     if cnp.PyArray_SIZE(out) == 0:
         return
     if cnp.PyArray_SIZE(dy) == 0:
@@ -494,10 +700,10 @@ def conv2d_grad_weight(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, *, stride
         pinned = pin_blas_to_one_thread(&BLAS)
         if single:
             grad_weight_batch(&call.cv, call.algorithm, <float*>dy_data, <float*>x_data, <float*>dw_data, scratch,
-                              call.slot_bytes, call.partial_offset, call.threads)
+                              call.slot_bytes, call.tile_offset, call.partial_offset, call.threads)
         else:
             grad_weight_batch(&call.cv, call.algorithm, <double*>dy_data, <double*>x_data, <double*>dw_data,
-                              scratch, call.slot_bytes, call.partial_offset, call.threads)
+                              scratch, call.slot_bytes, call.tile_offset, call.partial_offset, call.threads)
         restore_blas_threads(&BLAS, pinned)
 
 
@@ -517,7 +723,7 @@ def _specialize(direction):
     def rule(params, in_shapes, out_shape, dtype):
         x, w, _ = _shapes(direction, in_shapes, out_shape)
         return dict(params, algorithm=choose_algorithm(direction, x, w, params["stride"], params["padding"],
-                                                       params["groups"], dtype))
+                                                       params["groups"], dtype, params["dilation"]))
     rule.__name__ = f"choose_{direction}_algorithm"
     return rule
 
@@ -526,11 +732,13 @@ def _workspace(direction):
     def rule(params, in_shapes, out_shape, dtype):
         x, w, y = _shapes(direction, in_shapes, out_shape)
         algorithm = params.get("algorithm") or choose_algorithm(direction, x, w, params["stride"], params["padding"],
-                                                                params["groups"], dtype)
+                                                                params["groups"], dtype, params["dilation"])
         kind = algorithm_kind(direction, algorithm, w, params["stride"], params["padding"])
-        slot, _ = workspace_slot(direction, kind, x, w, y[2:], params["stride"], params["dilation"],
-                                 np.dtype(dtype).itemsize)
-        return slot * default_slots(x[0])
+        itemsize = np.dtype(dtype).itemsize
+        tile_images = params.get("tile_images")
+        slot, _, _ = workspace_slot(direction, kind, x, w, y[2:], params["stride"], params["dilation"], itemsize,
+                                    tile_images)
+        return slot * default_slots(work_items(kind, x, w, y[2:], itemsize, tile_images))
     rule.__name__ = f"{direction}_workspace_bytes"
     return rule
 
