@@ -310,15 +310,19 @@ def test_batched_kernels_explain_a_bad_tile_size(cpu):
 
 
 @pytest.mark.parametrize("layer, expected, expected_grads", [
-    (((64, 1, 28, 28), (6, 1, 5, 5), 2, 1), "im2col+sgemm", "im2col"),        # LeNet C1
-    (((64, 6, 14, 14), (16, 6, 5, 5), 0, 1), "im2col+sgemm", "im2col"),       # LeNet C3: small GEMMs, one image each
-    (((8, 32, 16, 16), (32, 1, 3, 3), 1, 32), "direct", "im2col"),            # depthwise
-    (((8, 32, 16, 16), (64, 32, 1, 1), 0, 1), "sgemm", "gemm"),               # pointwise: no unfolding
-    (((64, 64, 8, 8), (64, 64, 3, 3), 1, 1), "batched-im2col+sgemm", "batched"),      # an 8×8 plane, wide GEMMs
-    (((64, 128, 4, 4), (128, 128, 3, 3), 1, 1), "batched-im2col+sgemm", "batched"),
-    (((64, 64, 16, 16), (64, 64, 3, 3), 1, 1), "im2col+sgemm", "im2col"),     # 16×16: wide enough one by one
-    (((64, 16, 8, 8), (32, 16, 3, 3), 1, 1), "im2col+sgemm", "im2col"),       # 8×8, but small GEMMs
-    (((1, 64, 8, 8), (64, 64, 3, 3), 1, 1), "im2col+sgemm", "im2col"),        # one image: nothing to batch
+    (((64, 1, 28, 28), (6, 1, 5, 5), 2, 1), "im2col+sgemm", ("col2im+dgemm", "im2col+dgemm")),        # LeNet C1
+    (((64, 6, 14, 14), (16, 6, 5, 5), 0, 1), "im2col+sgemm", ("col2im+dgemm", "im2col+dgemm")),       # LeNet C3
+    (((8, 32, 16, 16), (32, 1, 3, 3), 1, 32), "direct", ("col2im+dgemm", "im2col+dgemm")),            # depthwise
+    (((8, 32, 16, 16), (64, 32, 1, 1), 0, 1), "sgemm", ("dgemm", "dgemm")),                          # pointwise
+    # 3×3 stride 1 with enough channels: Winograd forward and for the input gradient; the weight gradient unfolds
+    (((64, 64, 8, 8), (64, 64, 3, 3), 1, 1), "winograd", ("winograd", "batched-im2col+dgemm")),
+    (((64, 128, 4, 4), (128, 128, 3, 3), 1, 1), "winograd", ("winograd", "batched-im2col+dgemm")),
+    (((64, 64, 16, 16), (64, 64, 3, 3), 1, 1), "winograd", ("winograd", "im2col+dgemm")),
+    (((1, 64, 8, 8), (64, 64, 3, 3), 1, 1), "winograd", ("winograd", "im2col+dgemm")),            # one image
+    (((64, 16, 8, 8), (32, 16, 3, 3), 1, 1), "im2col+sgemm", ("col2im+dgemm", "im2col+dgemm")),   # too few channels
+    (((64, 3, 32, 32), (32, 3, 3, 3), 1, 1), "im2col+sgemm", ("col2im+dgemm", "im2col+dgemm")),   # an RGB input
+    (((8, 256, 4, 4), (256, 128, 3, 3), 1, 2), "batched-im2col+sgemm",                 # grouped: no Winograd
+     ("batched-col2im+dgemm", "batched-im2col+dgemm")),
 ])
 def test_specialize_chooses_the_algorithm_per_layer_shape(cpu, layer, expected, expected_grads):
     x_shape, w_shape, pad, groups = layer
@@ -329,9 +333,16 @@ def test_specialize_chooses_the_algorithm_per_layer_shape(cpu, layer, expected, 
     assert cpu.kernel_label("conv2d", chosen) == f"cpu.conv2d[{expected}]"
     grad = cpu.specialize("conv2d_grad_input", params, [y_shape, w_shape], x_shape, np.dtype(np.float64))
     grad_weight = cpu.specialize("conv2d_grad_weight", params, [y_shape, x_shape], w_shape, np.dtype(np.float64))
-    names = {"gemm": ("dgemm", "dgemm"), "im2col": ("col2im+dgemm", "im2col+dgemm"),
-             "batched": ("batched-col2im+dgemm", "batched-im2col+dgemm")}
-    assert (grad["algorithm"], grad_weight["algorithm"]) == names[expected_grads]
+    assert (grad["algorithm"], grad_weight["algorithm"]) == expected_grads
+
+
+def test_a_strided_or_dilated_3x3_layer_does_not_use_winograd(cpu):
+    for stride, dilation in (((2, 2), (1, 1)), ((1, 1), (2, 2))):
+        params = {"stride": stride, "padding": ((1, 1), (1, 1)), "dilation": dilation, "groups": 1}
+        x_shape, w_shape = (64, 64, 32, 32), (64, 64, 3, 3)
+        out = 16 if stride == (2, 2) else 30
+        chosen = cpu.specialize("conv2d", params, [x_shape, w_shape], (64, 64, out, out), np.dtype(np.float32))
+        assert chosen["algorithm"] != "winograd"
 
 
 def test_conv_kernels_explain_bad_calls(cpu):
@@ -468,9 +479,39 @@ def test_conv_relu_pool_program_and_gradients_match_reference(case, pooling):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_program_runs_small_planes_batched_and_matches_reference(dtype):
-    """64 → 64 channels at 8×8 (then 4×4 after pooling) is where SPECIALIZE picks `batched` for all three kernels;
-    6 images, so that the tiles hold different numbers of images with two threads."""
+    """Grouped 3×3 layers (no Winograd) of 128 channels at 6×6, then 3×3 after pooling, are where SPECIALIZE
+    picks `batched` for all three kernels in both dtypes; 6 images, so that the tiles hold different numbers of
+    images with two threads."""
     rng = np.random.default_rng(3)
+    xv = rng.standard_normal((6, 128, 6, 6)).astype(dtype)
+    w1 = (0.05 * rng.standard_normal((128, 64, 3, 3))).astype(dtype)
+    w2 = (0.05 * rng.standard_normal((512, 64, 3, 3))).astype(dtype)
+    bv = rng.standard_normal(128).astype(dtype)
+
+    def build():
+        x = gn.placeholder((None, 128, 6, 6), dtype=np.dtype(dtype).name, name="x")
+        wa, wb, b = gn.variable(w1, name="wa"), gn.variable(w2, name="wb"), gn.variable(bv, name="b")
+        h = gn.max_pool2d(gn.relu(gn.conv2d(x, wa, b, padding=1, groups=2)), 2)
+        h = gn.conv2d(h, wb, padding=1, groups=2)
+        loss = gn.sum(h * h)
+        return [loss] + gn.gradients(loss, [x, wa, wb, b]), x
+
+    program, results = run_on("cpu", build, lambda x: {x: xv})
+    _, expected = run_on("reference", build, lambda x: {x: xv})
+    for actual, reference in zip(results, expected):
+        assert_close(np.asarray(actual), np.asarray(reference))
+    schedule = str(program)
+    blas = "sgemm" if dtype == np.float32 else "dgemm"
+    for label in (f"cpu.conv2d_relu[batched-im2col+{blas}]", f"cpu.conv2d[batched-im2col+{blas}]",
+                  f"cpu.conv2d_grad_input[batched-col2im+{blas}]", f"cpu.conv2d_grad_weight[batched-im2col+{blas}]"):
+        assert label in schedule, schedule
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_program_runs_3x3_layers_by_winograd_and_matches_reference(dtype):
+    """64 → 64 channels, 3×3, stride 1, at 8×8 then 4×4: forward and input gradient by Winograd, through the
+    compiled program (plan-sized workspaces, the conv → relu fusion), against the reference."""
+    rng = np.random.default_rng(4)
     xv = rng.standard_normal((6, 64, 8, 8)).astype(dtype)
     w1 = (0.05 * rng.standard_normal((64, 64, 3, 3))).astype(dtype)
     w2 = (0.05 * rng.standard_normal((128, 64, 3, 3))).astype(dtype)
@@ -489,9 +530,7 @@ def test_a_program_runs_small_planes_batched_and_matches_reference(dtype):
     for actual, reference in zip(results, expected):
         assert_close(np.asarray(actual), np.asarray(reference))
     schedule = str(program)
-    blas = "sgemm" if dtype == np.float32 else "dgemm"
-    for label in (f"cpu.conv2d_relu[batched-im2col+{blas}]", f"cpu.conv2d[batched-im2col+{blas}]",
-                  f"cpu.conv2d_grad_input[batched-col2im+{blas}]", f"cpu.conv2d_grad_weight[batched-im2col+{blas}]"):
+    for label in ("cpu.conv2d_relu[winograd]", "cpu.conv2d[winograd]", "cpu.conv2d_grad_input[winograd]"):
         assert label in schedule, schedule
 
 

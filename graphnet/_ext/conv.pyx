@@ -18,6 +18,8 @@ Algorithms, chosen per layer shape at compile time by SPECIALIZE (the schedule s
 
     im2col+sgemm   unfold one image into the workspace, then one GEMM per group (dgemm for float64)
     sgemm          a 1×1 kernel with stride 1 and no padding: x[n] already is cols[n], no unfolding at all
+    winograd       a 3×3 kernel, stride 1, one group, enough channels: Winograd's F(2×2, 3×3) in winograd.pyx, for
+                   the forward pass and the input gradient (4 multiplies per output and channel pair instead of 9)
     direct         groups with at most DIRECT_MAX_OUTPUTS (2) output channels, e.g. depthwise layers, where the
                    GEMM would have one or two rows: each output plane is built as Σ_{c, r, s} w[k, c, r, s] · (a
                    shifted view of the zero-padded input plane c), one vectorized multiply-add over a whole output
@@ -60,6 +62,8 @@ cimport openmp
 from libc.string cimport memcpy, memset
 
 import numpy as np
+
+from graphnet._ext import winograd
 
 from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
                                   real, restore_blas_threads)
@@ -416,16 +420,22 @@ cdef void grad_weight_batch(const Conv* cv, Algorithm algorithm, const real* dy,
 # algorithm choice and workspace sizes (shared by the kernels, SPECIALIZE and WORKSPACE)
 
 FORWARD, GRAD_INPUT, GRAD_WEIGHT = "forward", "grad_input", "grad_weight"
+WINOGRAD = "winograd"
 
 
 def choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype, dilation=(1, 1)):
-    """The algorithm for this layer shape: a 1×1 layer is a plain GEMM; a forward pass whose groups have at most
-    DIRECT_MAX_OUTPUTS output channels (depthwise layers) goes direct; small output planes with wide GEMMs go
-    batched (see prefers_batched); everything else unfolds image by image (im2col+sgemm; col2im+sgemm for the input
-    gradient; dgemm for float64)."""
+    """The algorithm for this layer shape: a 1×1 layer is a plain GEMM; a 3×3 stride-1 layer with enough channels
+    runs Winograd F(2×2, 3×3) forward and for the input gradient (winograd.pyx: 2.25x fewer multiplies; see
+    winograd.worthwhile for where it wins); a forward pass whose groups have at most DIRECT_MAX_OUTPUTS output
+    channels (depthwise layers) goes direct; small output planes with wide GEMMs go batched (see prefers_batched);
+    everything else unfolds image by image (im2col+sgemm; col2im+sgemm for the input gradient; dgemm for
+    float64)."""
     blas = "sgemm" if np.dtype(dtype) == np.float32 else "dgemm"
     if is_pointwise(w_shape, stride, padding):
         return blas
+    if (direction != GRAD_WEIGHT and winograd.applies(w_shape, stride, dilation, groups)
+            and winograd.worthwhile(direction, x_shape, w_shape, padding)):
+        return WINOGRAD
     if direction == FORWARD and w_shape[0] // groups <= DIRECT_MAX_OUTPUTS:
         return "direct"
     unfold = "col2im" if direction == GRAD_INPUT else "im2col"
@@ -465,6 +475,8 @@ def algorithm_kind(direction, algorithm, w_shape, stride, padding):
     """'direct', 'gemm', 'im2col' or 'batched' for an algorithm name (as chosen above), checked against the layer."""
     if algorithm == "direct" and direction == FORWARD:
         return "direct"
+    if algorithm == WINOGRAD and direction != GRAD_WEIGHT:
+        return WINOGRAD
     if algorithm in ("sgemm", "dgemm"):
         if not is_pointwise(w_shape, stride, padding):
             raise ValueError(f"algorithm {algorithm!r} (no unfolding) needs a 1x1 kernel with stride 1 and no "
@@ -474,7 +486,7 @@ def algorithm_kind(direction, algorithm, w_shape, stride, padding):
         unfold, batched = algorithm.split("+")[0], algorithm.startswith("batched-")
         if unfold.removeprefix("batched-") in ("im2col", "col2im"):
             return "batched" if batched else "im2col"
-    choices = "'direct', " if direction == FORWARD else ""
+    choices = ("'direct', " if direction == FORWARD else "") + ("'winograd', " if direction != GRAD_WEIGHT else "")
     raise ValueError(f"unknown algorithm {algorithm!r}; choose {choices}'im2col+sgemm' ('col2im+sgemm' for the "
                      f"input gradient), 'batched-im2col+sgemm' ('batched-col2im+sgemm') or, for a 1x1 kernel with "
                      f"stride 1 and no padding, 'sgemm'")
@@ -607,6 +619,12 @@ cdef object prepare(str kernel, str direction, tuple x_shape, tuple w_shape, tup
 cdef forward(str kernel, cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b, stride, padding, dilation,
              groups, algorithm, tile_images, workspace, bint relu):
     cdef Call call
+    if algorithm is None:
+        algorithm = choose_algorithm(FORWARD, (<object>x).shape, (<object>w).shape, stride, padding, groups,
+                                     out.dtype, dilation)
+    if algorithm == WINOGRAD:
+        return winograd.winograd_conv2d(out, x, w, b, padding=padding, relu=relu, stride=stride, dilation=dilation,
+                                        groups=groups, workspace=workspace)
     require_floats(kernel, out, (x, w) if b is None else (x, w, b))
     if b is not None and cnp.PyArray_SIZE(b) != w.shape[0]:
         raise ValueError(f"cpu.{kernel}: the bias needs one value per output channel ({w.shape[0]}), got "
@@ -649,8 +667,15 @@ def conv2d_relu(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=Non
 
 def conv2d_grad_input(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray w, *, stride, padding, dilation, groups,
                       algorithm=None, workspace=None, tile_images=None):
-    """out = dL/dx = col2im(w_gᵀ · dy_g[n]) per image; out has x's shape."""
+    """out = dL/dx = col2im(w_gᵀ · dy_g[n]) per image (or Winograd: the 3×3 convolution of dy with w flipped and
+    transposed); out has x's shape."""
     cdef Call call
+    if algorithm is None:
+        algorithm = choose_algorithm(GRAD_INPUT, (<object>out).shape, (<object>w).shape, stride, padding, groups,
+                                     out.dtype, dilation)
+    if algorithm == WINOGRAD:
+        return winograd.winograd_conv2d_grad_input(out, dy, w, padding=padding, stride=stride, dilation=dilation,
+                                                   groups=groups, workspace=workspace)
     require_floats("conv2d_grad_input", out, (dy, w))
     workspace = prepare("conv2d_grad_input", GRAD_INPUT, (<object>out).shape, (<object>w).shape,
                         (<object>dy).shape, stride, padding, dilation, groups, algorithm, tile_images, workspace,
@@ -735,6 +760,9 @@ def _workspace(direction):
                                                                 params["groups"], dtype, params["dilation"])
         kind = algorithm_kind(direction, algorithm, w, params["stride"], params["padding"])
         itemsize = np.dtype(dtype).itemsize
+        if kind == WINOGRAD:                # the call's arrays: (x, w, y) forward, (dy, w, dx) for the input gradient
+            call_in, call_out = (x, y) if direction == FORWARD else (y, x)
+            return winograd.winograd_workspace_bytes(call_in, w, call_out, itemsize, default_slots(x[0]))
         tile_images = params.get("tile_images")
         slot, _, _ = workspace_slot(direction, kind, x, w, y[2:], params["stride"], params["dilation"], itemsize,
                                     tile_images)
