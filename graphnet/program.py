@@ -87,6 +87,14 @@ class Program:
     # -- running -------------------------------------------------------------------------------------------------
     def run(self, feeds=None):
         """Feed the placeholders, run the schedule, return the fetches as NumPy arrays (in the fetches' form)."""
+        plan, before_update = self._execute(feeds)
+        results = [before_update[f] if f in before_update else self.backend.to_host(plan.values[f])
+                   for f in self.fetches]
+        return results[0] if self.single else results
+
+    def _execute(self, feeds, call_seconds=None):
+        """One run of the schedule: feeds in, every call in order. With `call_seconds` (a list per call), each call
+        is timed — the backend synchronized before the clock is read, so a GPU's time counts where it is spent."""
         arrays = self._check_feeds(feeds or {})
         plan = self._plan_for(arrays)
         backend = self.backend
@@ -98,13 +106,19 @@ class Program:
         before_update = {f: backend.to_host(plan.values[f]) for f in self.fetched_before_update}
         for index, (fn, out, ins, params) in enumerate(plan.calls):
             try:
+                if call_seconds is None:
+                    fn(out, *ins, **params)
+                    continue
+                backend.synchronize()
+                start = time.perf_counter()
                 fn(out, *ins, **params)
+                backend.synchronize()
+                call_seconds[index].append(time.perf_counter() - start)
             except Exception as error:
                 node = plan.call_nodes[index]
                 error.add_note(f"while running {node.op.name} '{node.name}' created at {node.site}")
                 raise
-        results = [before_update[f] if f in before_update else backend.to_host(plan.values[f]) for f in self.fetches]
-        return results[0] if self.single else results
+        return plan, before_update
 
     def _check_feeds(self, feeds):
         if not isinstance(feeds, dict):
@@ -325,24 +339,21 @@ class Program:
         return format_schedule(self, plan, fresh and batch_size is None, phases)
 
     def profile(self, feeds=None, repeat=20):
-        """Time each step (median over `repeat` runs, in seconds); returns [(step, seconds)] and prints a table."""
-        self.run(feeds)
-        plan = self._last_plan
-        times = [[] for _ in plan.steps]
+        """Time each step: the median over `repeat` whole runs (after one to warm up), in seconds; returns
+        [(step, seconds)] and prints a table. The runs are real runs: a training program's updates happen."""
+        plan, _ = self._execute(feeds)
+        call_seconds = [[] for _ in plan.calls]
         for _ in range(repeat):
-            for index, step in enumerate(plan.steps):
-                if step.kernel is None:
-                    continue
-                start = time.perf_counter()
-                step.kernel(step.out, *step.ins, **step.params)
-                times[index].append(time.perf_counter() - start)
-        result = [(s, float(np.median(t)) if t else 0.0) for s, t in zip(plan.steps, times)]
+            self._execute(feeds, call_seconds)
+        seconds = dict(zip(plan.call_nodes, (float(np.median(t)) for t in call_seconds)))
+        result = [(step, seconds.get(step.node, 0.0)) for step in plan.steps]
         total = sum(t for _, t in result) or 1.0
-        print(f"{'step':>4}  {'op':<28} {'name':<30} {'time':>10} {'share':>6} {'GFLOP/s':>8}")
+        print(f"{'step':>4}  {'op':<28} {'name':<34} {'time':>10} {'share':>6} {'GFLOP/s':>8}")
         for index, (step, t) in enumerate(result):
             rate = step.flops / t / 1e9 if t else 0.0
-            print(f"{index:>4}  {step.op_name:<28} {step.node.name:<30} {t * 1e6:>8.1f}µs {t / total:>6.1%} "
+            print(f"{index:>4}  {step.op_name:<28} {step_name(step.nodes):<34} {t * 1e6:>8.1f}µs {t / total:>6.1%} "
                   f"{rate:>8.2f}")
+        print(f"total {total * 1e3:.3f} ms per run (the steps' medians summed)")
         return result
 
 

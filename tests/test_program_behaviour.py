@@ -507,3 +507,19 @@ def test_random_programs_agree_with_numpy_with_and_without_memory_reuse(recipe, 
         np.testing.assert_array_equal(u, v)
     for out, exp in zip(results[0], expected):
         np.testing.assert_allclose(out, exp, rtol=1e-10, atol=1e-10)
+
+
+def test_profile_times_every_step_of_whole_runs_even_where_buffers_are_reused(capsys):
+    """The arena reuses the labels' buffer once the loss has read it; profiling must re-run the whole schedule
+    (feeds copied in each time), not replay single steps on whatever the arena holds by then."""
+    x, y, params, loss, grads = lenet()
+    updates = [gn.assign(p, p - 0.01 * g) for p, g in zip(params, grads)]
+    program = gn.compile([loss] + updates)
+    xb, yb = lenet_batch(8)
+    before = params[0].numpy()
+    result = program.profile({x: xb, y: yb}, repeat=3)
+    assert [step for step, _ in result] == program.plan().steps
+    assert all(seconds > 0 for step, seconds in result if step.kernel is not None)
+    assert not np.array_equal(params[0].numpy(), before)          # real runs: the updates happened
+    table = capsys.readouterr().out
+    assert "softmax_cross_entropy" in table and re.search(r"total [\d.]+ ms per run", table)

@@ -67,3 +67,7 @@ class Backend:
 
     def to_host(self, buffer):
         return np.array(buffer, copy=True)
+
+    def synchronize(self):
+        """Wait until every kernel launched so far has finished (a GPU runs them asynchronously); used to time
+        steps. The host backends run each kernel to completion when it is called."""

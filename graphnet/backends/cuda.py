@@ -116,3 +116,6 @@ class CudaBackend(Backend):
 
     def to_host(self, buffer):
         return buffer.copy_to_host()
+
+    def synchronize(self):
+        self._cuda.synchronize()
