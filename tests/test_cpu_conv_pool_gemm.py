@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import graphnet as gn
 from graphnet.backends import get_backend
+from graphnet.backends.reference import activations as ref_activations
 from graphnet.backends.reference import conv as ref_conv
 from graphnet.backends.reference import linalg as ref_linalg
 from graphnet.backends.reference import pool as ref_pool
@@ -32,7 +33,8 @@ def cpu():
     """The cpu backend; its kernels come from the compiled graphnet/_ext modules (pip install -e . builds them)."""
     backend = get_backend("cpu")
     missing = {"matmul", "dense", "dense_relu", "conv2d", "conv2d_relu", "conv2d_grad_input", "conv2d_grad_weight",
-               "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad"} - set(backend.kernels)
+               "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad_relu",
+               "avg_pool2d_grad_relu"} - set(backend.kernels)
     assert not missing, f"cpu backend lacks {missing}: rebuild with pip install -e . --no-build-isolation"
     return backend
 
@@ -438,6 +440,134 @@ def test_pooling_explains_a_wrong_output_shape(cpu):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# the fused pool gradient → relu_grad kernels (FUSIONS of pool.pyx)
+
+
+def overlapping_pool_case(draw):
+    """A 3×3 window with stride 2 (windows overlap: a position can win in several), padded by 0 or 1."""
+    pad = draw(st.integers(0, 1))
+    padding = ((pad, pad), (pad, pad))
+    h, w = draw(st.integers(3 - 2 * pad, 12)), draw(st.integers(3 - 2 * pad, 12))
+    x_shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w)
+    y_shape = x_shape[:2] + ((h + 2 * pad - 3) // 2 + 1, (w + 2 * pad - 3) // 2 + 1)
+    params = {"kernel_size": (3, 3), "stride": (2, 2), "padding": padding}
+    return x_shape, y_shape, params, draw(DTYPES), draw(st.integers(0, 2 ** 31)), draw(st.booleans())
+
+
+@st.composite
+def fused_pool_cases(draw):
+    """A pool case (any window, stride and padding; the overlapping 3×3/2 drawn often) with
+    relu_y  "x": the pool's input itself, as in a compiled program (max: the window's dy is masked before routing);
+            "copy": equal values elsewhere in memory, "other": unrelated values (the plane is masked afterwards);
+    integer dy or not (integers sum exactly, so the fused kernel must equal the reference bit for bit), and
+    NaN and ±inf in dy or not (NaN · 0 and inf · 0 are NaN, −1 · 0 is −0: relu_grad is a multiplication)."""
+    case = overlapping_pool_case(draw) if draw(st.booleans()) else draw(pool_cases())
+    return case + (draw(st.sampled_from(["x", "copy", "other"])), draw(st.booleans()), draw(st.booleans()))
+
+
+def fused_pool_arrays(x_shape, y_shape, dtype, seed, ties, integer_dy, special):
+    """x with zeros and negative values (and ties when `ties`); dy; an unrelated relu_y with zeros and negatives."""
+    rng = np.random.default_rng(seed)
+    x = pool_input(x_shape, dtype, seed, ties)
+    x[rng.random(x_shape) < 0.25] = 0
+    dy = (rng.integers(-3, 4, y_shape) if integer_dy else rng.standard_normal(y_shape)).astype(dtype)
+    if special:
+        flat = dy.reshape(-1)
+        for value in (np.nan, np.inf, -np.inf):
+            flat[rng.integers(0, flat.size, max(1, flat.size // 8))] = value
+    other = rng.integers(-1, 2, x_shape).astype(dtype)
+    return x, dy, other
+
+
+def assert_same_bits(actual, expected):
+    """Equal values, NaN where `expected` has NaN, and the same sign of zero."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    np.testing.assert_array_equal(actual, expected)
+    numbers = ~np.isnan(expected)
+    np.testing.assert_array_equal(np.signbit(actual[numbers]), np.signbit(expected[numbers]))
+
+
+def assert_close_with_specials(actual, expected):
+    """NaN and ±inf exactly where `expected` has them; elsewhere as assert_close."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(actual[~finite], expected[~finite])
+    assert_close(actual[finite], expected[finite])
+
+
+@SETTINGS
+@given(fused_pool_cases())
+def test_fused_pool_grad_relu_equals_the_two_kernels_in_a_row(cpu, case):
+    """max_pool2d_grad_relu(dy, x, y, relu_y) = relu_grad(max_pool2d_grad(dy, x, y), relu_y), and the same for avg:
+    bit for bit against the cpu kernels in a row; against the reference pair bit for bit where the sums are exact
+    (integer dy, max pooling), else within the usual tolerance."""
+    x_shape, y_shape, params, dtype, seed, ties, relu_y_is, integer_dy, special = case
+    x, dy, other = fused_pool_arrays(x_shape, y_shape, dtype, seed, ties, integer_dy, special)
+    relu_y = {"x": x, "copy": x.copy(), "other": other}[relu_y_is]
+    y = nan_like(y_shape, dtype)
+    ref_pool.max_pool2d(y, x, **params)
+    for kind, grad_inputs in (("max", (dy, x, y)), ("avg", (dy,))):
+        in_row, grad = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
+        cpu.kernel(f"{kind}_pool2d_grad")(grad, *grad_inputs, **params)
+        cpu.kernel("relu_grad")(in_row, grad, relu_y)
+        reference, ref_grad = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
+        with np.errstate(invalid="ignore"):                        # inf − inf, inf · 0: NaN, as intended
+            getattr(ref_pool, f"{kind}_pool2d_grad")(ref_grad, *grad_inputs, **params)
+            ref_activations.relu_grad(reference, ref_grad, relu_y)
+        fused = nan_like(x_shape, dtype)
+        cpu.kernel(f"{kind}_pool2d_grad_relu")(fused, *grad_inputs, relu_y, **params)
+        assert_same_bits(fused, in_row)
+        if kind == "max" and integer_dy:
+            assert_same_bits(fused, reference)
+        else:
+            assert_close_with_specials(fused, reference)
+
+
+@pytest.mark.parametrize("params", [
+    {"kernel_size": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))},     # by window, written out
+    {"kernel_size": (3, 3), "stride": (3, 3), "padding": ((0, 0), (0, 0))},     # by window, tiled
+    {"kernel_size": (3, 3), "stride": (2, 2), "padding": ((1, 1), (1, 1))},     # by plane: overlapping, padded
+])
+def test_fused_max_pool_grad_relu_follows_nan_infinity_tie_and_zero_rules(cpu, params):
+    """relu_y = x: a NaN window passes nothing; a winner at 0 or below passes dy · 0 (−0 for a negative dy, NaN for
+    NaN or ±inf); ties route to the first position; +inf wins; positions no window covers are +0."""
+    x = np.full((1, 1, 11, 11), -5.0, np.float32)
+    x[0, 0, 0, 0] = np.nan
+    x[0, 0, 0, 2], x[0, 0, 0, 3] = np.inf, -np.inf
+    x[0, 0, 2, 2:4] = 7.0                      # a tie
+    x[0, 0, 4:6, 0:2] = 0.0                    # windows whose max is 0
+    x[0, 0, 3, 5] = -0.0
+    y_shape = (1, 1) + tuple((11 + sum(p) - k) // s + 1 for k, s, p in
+                             zip(params["kernel_size"], params["stride"], params["padding"]))
+    y = np.empty(y_shape, np.float32)
+    ref_pool.max_pool2d(y, x, **params)
+    dy = (np.arange(1, y.size + 1) * np.where(np.arange(y.size) % 2, -1, 1)).astype(np.float32)
+    dy[-3:] = (np.nan, np.inf, -np.inf)
+    dy = dy.reshape(y_shape)
+    expected, grad = np.empty_like(x), np.empty_like(x)
+    with np.errstate(invalid="ignore"):
+        ref_pool.max_pool2d_grad(grad, dy, x, y, **params)
+        ref_activations.relu_grad(expected, grad, x)
+    fused = nan_like(x.shape, np.float32)
+    cpu.kernel("max_pool2d_grad_relu")(fused, dy, x, y, x, **params)
+    assert_same_bits(fused, expected)
+    assert np.isnan(fused).any() and np.signbit(fused[fused == 0]).any()          # both rules were exercised
+    if params["stride"] == params["kernel_size"]:                                   # the last row: in no window
+        assert not np.signbit(fused[0, 0, -1]).any() and not fused[0, 0, -1].any()
+
+
+def test_fused_pool_grad_relu_explains_mismatched_shapes_and_dtypes(cpu):
+    params = {"kernel_size": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))}
+    x, y = np.ones((1, 2, 4, 4), np.float32), np.ones((1, 2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="relu_y"):
+        cpu.kernel("max_pool2d_grad_relu")(np.empty_like(x), y, x, y, np.ones((1, 2, 4, 3), np.float32), **params)
+    with pytest.raises(ValueError, match="relu_y"):
+        cpu.kernel("avg_pool2d_grad_relu")(np.empty_like(x), y, np.ones((1, 2, 4, 3), np.float32), **params)
+    with pytest.raises(TypeError, match="float32"):
+        cpu.kernel("max_pool2d_grad_relu")(np.empty_like(x), y, x, y, x.astype(np.float64), **params)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # through compiled programs: cpu against reference, forward and gradients, with the fused steps
 
 
@@ -475,6 +605,105 @@ def test_conv_relu_pool_program_and_gradients_match_reference(case, pooling):
     schedule = str(program)
     assert "conv2d+relu" in schedule and "cpu.conv2d_relu[" in schedule
     assert "cpu.conv2d_grad_weight[" in schedule
+    if pool_ok:
+        assert f"{pooling}_pool2d_grad+relu_grad" in schedule and f"cpu.{pooling}_pool2d_grad_relu" in schedule
+
+
+@st.composite
+def relu_pool_program_cases(draw):
+    """relu → max or avg pool with any window, stride (the overlapping 3×3/2 drawn often) and symmetric padding."""
+    kind = draw(st.sampled_from(["max", "avg"]))
+    if draw(st.booleans()):
+        kernel, stride, pad = (3, 3), (2, 2), draw(st.integers(0, 1))
+    else:
+        kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        pad = draw(st.integers(0, min(kernel) // 2))
+    h = draw(st.integers(max(1, kernel[0] - 2 * pad), 12))
+    w = draw(st.integers(max(1, kernel[1] - 2 * pad), 12))
+    x_shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w)
+    return x_shape, kind, kernel, stride, pad, draw(DTYPES), draw(st.integers(0, 2 ** 31)), draw(st.booleans())
+
+
+@GRAPH_SETTINGS
+@given(relu_pool_program_cases())
+def test_relu_pool_backward_runs_as_one_fused_step_and_matches_reference(case):
+    """d/dx of sum(pool(relu(x)) · r): the pool gradient and relu_grad run as one step, whose values match the
+    reference. x holds zeros and negative values (so the relu output holds zeros), and ties when `ties`."""
+    x_shape, kind, kernel, stride, pad, dtype, seed, ties = case
+    xv = pool_input(x_shape, dtype, seed, ties)
+    rng = np.random.default_rng(seed + 1)
+    xv[rng.random(x_shape) < 0.25] = 0
+    pool = gn.max_pool2d if kind == "max" else gn.avg_pool2d
+
+    def build():
+        x = gn.placeholder(x_shape, dtype=np.dtype(dtype).name, name="x")
+        pooled = pool(gn.relu(x), kernel, stride=stride, padding=pad)
+        r = gn.constant(np.random.default_rng(seed + 2).standard_normal(pooled.shape).astype(dtype))
+        loss = gn.sum(pooled * r)
+        return [loss] + gn.gradients(loss, [x]), x
+
+    program, results = run_on("cpu", build, lambda x: {x: xv})
+    _, expected = run_on("reference", build, lambda x: {x: xv})
+    for actual, reference in zip(results, expected):
+        assert_close(np.asarray(actual), np.asarray(reference))
+    schedule = str(program)
+    assert f"{kind}_pool2d_grad+relu_grad" in schedule and f"cpu.{kind}_pool2d_grad_relu" in schedule, schedule
+
+
+def test_lenet_training_step_fuses_both_pool_gradients_with_relu_grad():
+    """LeNet-5's training step: the backward pass of each conv → relu → max_pool2d layer runs
+    cpu.max_pool2d_grad_relu, no pool gradient or relu_grad of the conv layers runs alone, and the updated
+    weights equal the reference's."""
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, 4).astype(np.int64)
+    shapes = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (400, 120), (120,), (120, 84), (84,), (84, 10), (10,)]
+    init = [(0.2 * rng.standard_normal(s)).astype(np.float32) for s in shapes]
+
+    def build():
+        x = gn.placeholder((None, 1, 28, 28), name="x")
+        y = gn.placeholder((None,), dtype="int64", name="y")
+        p = [gn.variable(v.copy(), name=f"p{i}") for i, v in enumerate(init)]
+        h = gn.max_pool2d(gn.relu(gn.conv2d(x, p[0], p[1], padding=2)), 2)
+        h = gn.flatten(gn.max_pool2d(gn.relu(gn.conv2d(h, p[2], p[3])), 2))
+        h = gn.relu(gn.matmul(h, p[4]) + p[5])
+        h = gn.relu(gn.matmul(h, p[6]) + p[7])
+        loss = gn.softmax_cross_entropy(gn.matmul(h, p[8]) + p[9], y)
+        grads = gn.gradients(loss, p)
+        return [loss] + [gn.assign(v, v - 0.1 * g) for v, g in zip(p, grads)], (x, y)
+
+    program, results = run_on("cpu", build, lambda p: {p[0]: xv, p[1]: labels})
+    _, expected = run_on("reference", build, lambda p: {p[0]: xv, p[1]: labels})
+    for actual, reference in zip(results, expected):
+        assert_close(np.asarray(actual), np.asarray(reference))
+    steps = [step.op_name for step in program.plan().steps]
+    assert steps.count("max_pool2d_grad+relu_grad") == 2, steps
+    assert "max_pool2d_grad" not in steps and steps.count("relu_grad") == 2      # the dense layers' relu_grads
+    assert str(program).count("cpu.max_pool2d_grad_relu") == 2
+
+
+def test_a_fetched_or_shared_pool_gradient_is_not_fused():
+    """The chain fuses only where relu_grad is the pool gradient's one reader and the gradient is not fetched:
+    fetching d/d(relu output), or the relu output feeding a second consumer (its gradient is then a sum), keeps
+    the two steps apart, and the values still match the reference."""
+    xv = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    for variant in ("fetched", "shared"):
+        def build():
+            x = gn.placeholder((2, 3, 8, 8), name="x")
+            h = gn.relu(x)
+            loss = gn.sum(gn.max_pool2d(h, 2) * 3.0)
+            if variant == "shared":
+                loss = loss + gn.sum(h * h)
+                return [loss] + gn.gradients(loss, [x]), x
+            return [loss] + gn.gradients(loss, [x, h]), x
+
+        program, results = run_on("cpu", build, lambda x: {x: xv})
+        _, expected = run_on("reference", build, lambda x: {x: xv})
+        for actual, reference in zip(results, expected):
+            assert_close(np.asarray(actual), np.asarray(reference))
+        schedule = str(program)
+        assert "cpu.max_pool2d_grad_relu" not in schedule and "cpu.max_pool2d_grad" in schedule, schedule
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -626,6 +855,21 @@ TWO_THREAD_CHECK = textwrap.dedent("""
         getattr(pool, kind + "_pool2d")(ref_y, x, **params)
         cpu.kernel(kind + "_pool2d")(y, x, **params)
         close(y, ref_y)
+    r = np.maximum(x, 0)                               # the fused pool gradients: each thread its own scratch
+    for params in (dict(kernel_size=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0))),
+                   dict(kernel_size=(3, 3), stride=(2, 2), padding=((1, 1), (1, 1)))):
+        y_shape = (4, 16, 16, 16)                      # 32 → 16 either way
+        y = np.empty(y_shape, np.float32)
+        pool.max_pool2d(y, r, **params)
+        dy = rng.standard_normal(y_shape).astype(np.float32)
+        for kind, inputs in (("max", (dy, r, y)), ("avg", (dy,))):
+            grad, in_row = np.empty_like(r), np.empty_like(r)
+            cpu.kernel(kind + "_pool2d_grad")(grad, *inputs, **params)
+            cpu.kernel("relu_grad")(in_row, grad, r)
+            for relu_y in (r, r.copy()):
+                fused = np.full_like(r, np.nan)
+                cpu.kernel(kind + "_pool2d_grad_relu")(fused, *inputs, relu_y, **params)
+                assert np.array_equal(fused, in_row), kind
     print("ok")
 """)
 

@@ -14,6 +14,24 @@ With window (KH, KW), stride (sh, sw) and padding ((pt, pb), (pl, pr)), output p
 
 Where windows overlap (stride < window) a position collects from every window it belongs to.
 
+The gradients fuse with the relu_grad after them (FUSIONS; the backward pass of a relu → pool layer):
+
+    max_pool2d_grad_relu   dx = max_pool2d_grad(dy, x, y) · [relu_y > 0]
+    avg_pool2d_grad_relu   dx = avg_pool2d_grad(dy) · [relu_y > 0]
+
+relu_y is the relu's output: in a compiled program the pool's input x itself (the chain fuses only where the pool
+gradient is all of the relu's gradient, so the relu feeds the pool). The values are exactly those of the two
+kernels in a row — relu_grad's dy · [y > 0] is a multiplication, so where y > 0 fails a NaN or ±inf gradient
+gives NaN and a negative one −0 — but the mask is applied while the plane is in L1, not after a trip through
+memory:
+
+    max, windows tiling the plane, relu_y is x   each window's dy is masked by the window's max before it is
+                                                 routed: the position it goes to holds x = y, so [x > 0] = [y > 0]
+                                                 there, and every other position gets 0, which the mask leaves +0
+    avg, 2×2/2                                   each position written as dy / 4 · [relu_y > 0]
+    any other (overlapping or padded windows,    the finished plane is multiplied by [relu_y > 0] (a position
+    a relu_y that is not x)                      may sum several windows' dy, so only then is its mask applied)
+
 One pass over memory: the N·C planes are handed out to OpenMP threads PLANES_PER_CHUNK at a time, and each plane
 is finished (read, and its output written) before the next. Windows that tile the plane exactly (window = stride,
 no padding) take the fast path: for the common 2×2/2 window, loops written out per window (max, mean, and the
@@ -117,6 +135,25 @@ cdef inline void zero(real* values, Py_ssize_t count) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(count):
         values[i] = 0
+
+
+cdef void relu_mask(real* out, const real* gradient, const real* relu_y, Py_ssize_t count) noexcept nogil:
+    """out = gradient · [relu_y > 0], relu_grad's formula to the bit (out may not overlap gradient).
+
+    Written as relu_grad's loop is, the ternary inside the loop, and GCC vectorizes it. Put the ternary in an inline
+    function of its own (or write the factor as <real>(y > 0)) and GCC turns `· 1` into nothing and `· 0` into a
+    branch before it sees the loop; a float multiply may trap, so it will not run it unconditionally, and the loop
+    stays scalar and mispredicts: 10× slower on a relu output, measured."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        out[i] = gradient[i] * (<real>1 if relu_y[i] > 0 else <real>0)
+
+
+cdef void relu_mask_inplace(real* dx, const real* relu_y, Py_ssize_t count) noexcept nogil:
+    """dx = dx · [relu_y > 0] (one pointer, so that the loop needs no runtime overlap check)."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        dx[i] = dx[i] * (<real>1 if relu_y[i] > 0 else <real>0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -348,14 +385,47 @@ cdef void spread_tiles_2x2(const real* dy, real* dx, const Window* win) noexcept
     zero(dx + 2 * win.out_h * width, (win.height - 2 * win.out_h) * width)
 
 
+cdef void spread_tiles_2x2_relu(const real* dy, const real* relu_y, real* dx, real* shares,
+                                const Window* win) noexcept nogil:
+    """avg_pool2d_grad_relu for the 2×2 window: dy / 4 · [relu_y > 0] to each of a b c d. The mask is per position
+    here, so each pair of rows is written through relu_mask from `shares` (2·out_w: each dy / 4 twice), which
+    keeps its loop vectorized (see relu_mask); the positions no window covers get 0, which the mask leaves +0."""
+    cdef Py_ssize_t oh, ow, width = win.width, out_w = win.out_w
+    cdef real share
+    for oh in range(win.out_h):
+        for ow in range(out_w):
+            share = dy[oh * out_w + ow] / 4
+            shares[2 * ow] = share
+            shares[2 * ow + 1] = share
+        relu_mask(dx + 2 * oh * width, shares, relu_y + 2 * oh * width, 2 * out_w)
+        relu_mask(dx + (2 * oh + 1) * width, shares, relu_y + (2 * oh + 1) * width, 2 * out_w)
+        zero(dx + 2 * oh * width + 2 * out_w, width - 2 * out_w)
+        zero(dx + (2 * oh + 1) * width + 2 * out_w, width - 2 * out_w)
+    zero(dx + 2 * win.out_h * width, (win.height - 2 * win.out_h) * width)
+
+
 cdef void pool_planes(Pooling kind, Py_ssize_t planes, const Pool* pool, const real* a, const real* b,
-                      const real* c, real* out, real* scratch, int threads) noexcept nogil:
+                      const real* c, const real* relu_y, real* out, real* scratch, Py_ssize_t scratch_size,
+                      int threads) noexcept nogil:
     """Every plane p < planes (p = n·C + c); the inputs a, b, c are (x), (dy, x, y), (x) or (dy) by kind.
-    `scratch` holds one output row per thread (the routed flags, or the shares dy / (KH·KW))."""
+    `scratch` holds scratch_size elements per thread: one output row (the routed flags, or the shares
+    dy / (KH·KW)), then for a fused gradient (relu_y not NULL) one output plane (the masked dy)."""
     cdef const Window* win = &pool.win
     cdef Py_ssize_t p, in_plane = win.height * win.width, out_plane = win.out_h * win.out_w
     cdef bint two_by_two = pool.tiled and win.kh == 2 and win.kw == 2
+    cdef bint relu_by_window = relu_y != NULL and relu_y == b and kind == MAX_BACKWARD and pool.tiled
+    cdef bint relu_by_positions = relu_y != NULL and kind == AVG_BACKWARD and two_by_two
+    cdef bint relu_by_plane = relu_y != NULL and not relu_by_window and not relu_by_positions
+    cdef real* masked_dy
     for p in prange(planes, num_threads=threads, schedule="dynamic", chunksize=PLANES_PER_CHUNK):
+        if relu_by_window:                             # dy · [y > 0], routed as the plain gradient routes dy
+            masked_dy = scratch + threadid() * scratch_size + win.out_w
+            relu_mask(masked_dy, a + p * out_plane, c + p * out_plane, out_plane)
+            if two_by_two:
+                route_tiles_2x2(masked_dy, b + p * in_plane, c + p * out_plane, out + p * in_plane, win)
+            else:
+                route_tiles(masked_dy, b + p * in_plane, c + p * out_plane, out + p * in_plane, win)
+            continue
         if kind == MAX_FORWARD:
             if two_by_two:
                 max_tiles_2x2(a + p * in_plane, out + p * out_plane, win)
@@ -367,17 +437,22 @@ cdef void pool_planes(Pooling kind, Py_ssize_t planes, const Pool* pool, const r
             else:
                 avg_plane(a + p * in_plane, out + p * out_plane, pool)
         elif kind == AVG_BACKWARD:
-            if two_by_two:
+            if relu_by_positions:
+                spread_tiles_2x2_relu(a + p * out_plane, relu_y + p * in_plane, out + p * in_plane,
+                                      scratch + threadid() * scratch_size, win)
+            elif two_by_two:
                 spread_tiles_2x2(a + p * out_plane, out + p * in_plane, win)
             else:
-                avg_grad_plane(a + p * out_plane, out + p * in_plane, scratch + threadid() * win.out_w, pool)
+                avg_grad_plane(a + p * out_plane, out + p * in_plane, scratch + threadid() * scratch_size, pool)
         elif two_by_two:
             route_tiles_2x2(a + p * out_plane, b + p * in_plane, c + p * out_plane, out + p * in_plane, win)
         elif pool.tiled:
             route_tiles(a + p * out_plane, b + p * in_plane, c + p * out_plane, out + p * in_plane, win)
         else:
             max_grad_plane(a + p * out_plane, b + p * in_plane, c + p * out_plane, out + p * in_plane,
-                           scratch + threadid() * win.out_w, pool)
+                           scratch + threadid() * scratch_size, pool)
+        if relu_by_plane:                              # the plane just written, still in L1
+            relu_mask_inplace(out + p * in_plane, relu_y + p * in_plane, in_plane)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -403,7 +478,7 @@ cdef Window pool_window(str kernel, tuple x_shape, tuple y_shape, kernel_size, s
 
 
 cdef run(Pooling kind, cnp.ndarray out, tuple x_shape, tuple y_shape, cnp.ndarray a, cnp.ndarray b,
-         cnp.ndarray c, str kernel, kernel_size, stride, padding):
+         cnp.ndarray c, str kernel, kernel_size, stride, padding, cnp.ndarray relu_y=None):
     cdef Pool pool
     pool.win = pool_window(kernel, x_shape, y_shape, kernel_size, stride, padding)
     cdef Window* win = &pool.win
@@ -421,20 +496,22 @@ cdef run(Pooling kind, cnp.ndarray out, tuple x_shape, tuple y_shape, cnp.ndarra
     cdef int threads = openmp.omp_get_max_threads()
     if planes * win.height * win.width < PARALLEL_MIN:
         threads = 1
-    scratch = np.empty(threads * win.out_w, dtype=out.dtype)
+    cdef Py_ssize_t scratch_size = win.out_w + (0 if relu_y is None else win.out_h * win.out_w)
+    scratch = np.empty(threads * scratch_size, dtype=out.dtype)
     cdef void* a_data = data(a)
     cdef void* b_data = NULL if b is None else data(b)
     cdef void* c_data = NULL if c is None else data(c)
+    cdef void* relu_data = NULL if relu_y is None else data(relu_y)
     cdef void* out_data = data(out)
     cdef void* scratch_data = data(scratch)
     cdef bint single = cnp.PyArray_TYPE(out) == cnp.NPY_FLOAT32
     with nogil:
         if single:
-            pool_planes(kind, planes, &pool, <float*>a_data, <float*>b_data, <float*>c_data, <float*>out_data,
-                        <float*>scratch_data, threads)
+            pool_planes(kind, planes, &pool, <float*>a_data, <float*>b_data, <float*>c_data, <float*>relu_data,
+                        <float*>out_data, <float*>scratch_data, scratch_size, threads)
         else:
-            pool_planes(kind, planes, &pool, <double*>a_data, <double*>b_data, <double*>c_data, <double*>out_data,
-                        <double*>scratch_data, threads)
+            pool_planes(kind, planes, &pool, <double*>a_data, <double*>b_data, <double*>c_data,
+                        <double*>relu_data, <double*>out_data, <double*>scratch_data, scratch_size, threads)
 
 
 def max_pool2d(cnp.ndarray out, cnp.ndarray x, *, kernel_size, stride, padding):
@@ -469,5 +546,31 @@ def avg_pool2d_grad(cnp.ndarray out, cnp.ndarray dy, *, kernel_size, stride, pad
         stride, padding)
 
 
+def max_pool2d_grad_relu(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, cnp.ndarray y, cnp.ndarray relu_y, *,
+                         kernel_size, stride, padding):
+    """out = max_pool2d_grad(dy, x, y) · [relu_y > 0]: the fused max_pool2d_grad → relu_grad; relu_y, of x's shape,
+    is the relu's output (in a compiled program, x itself)."""
+    require_floats("max_pool2d_grad_relu", out, (dy, x, y, relu_y))
+    x_shape, y_shape = (<object>x).shape, (<object>y).shape
+    if (<object>dy).shape != y_shape or (<object>out).shape != x_shape or (<object>relu_y).shape != x_shape:
+        raise ValueError(f"cpu.max_pool2d_grad_relu: dy {(<object>dy).shape} must have y's shape {y_shape}, out "
+                         f"{(<object>out).shape} and relu_y {(<object>relu_y).shape} x's shape {x_shape}")
+    run(MAX_BACKWARD, out, x_shape, y_shape, dy, x, y, "max_pool2d_grad_relu", kernel_size, stride, padding, relu_y)
+
+
+def avg_pool2d_grad_relu(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray relu_y, *, kernel_size, stride, padding):
+    """out = avg_pool2d_grad(dy) · [relu_y > 0]: the fused avg_pool2d_grad → relu_grad; relu_y is the relu's
+    output (the pool's input), of out's shape."""
+    require_floats("avg_pool2d_grad_relu", out, (dy, relu_y))
+    if (<object>relu_y).shape != (<object>out).shape:
+        raise ValueError(f"cpu.avg_pool2d_grad_relu: relu_y {(<object>relu_y).shape} must have out's shape "
+                         f"{(<object>out).shape}")
+    run(AVG_BACKWARD, out, (<object>out).shape, (<object>dy).shape, dy, None, None, "avg_pool2d_grad_relu",
+        kernel_size, stride, padding, relu_y)
+
+
 KERNELS = {"max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad, "avg_pool2d": avg_pool2d,
-           "avg_pool2d_grad": avg_pool2d_grad}
+           "avg_pool2d_grad": avg_pool2d_grad, "max_pool2d_grad_relu": max_pool2d_grad_relu,
+           "avg_pool2d_grad_relu": avg_pool2d_grad_relu}
+FUSIONS = {("max_pool2d_grad", "relu_grad"): "max_pool2d_grad_relu",
+           ("avg_pool2d_grad", "relu_grad"): "avg_pool2d_grad_relu"}
