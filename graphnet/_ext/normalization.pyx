@@ -30,6 +30,7 @@ from libc.stdint cimport uint64_t
 
 cimport numpy as cnp
 
+from ._sums cimport run_sum
 from ._buffers cimport (PARALLEL_MIN, RELEASE_GIL_MIN, data, is_single, require_floats, require_size, same_floats,
                         shape_of, size)
 
@@ -145,23 +146,6 @@ cdef Channels _channels(tuple layout) except *:
     return ch
 
 
-cdef inline double _run_sum(const real* x, Py_ssize_t n) noexcept nogil:
-    """Σ x[0:n] in LANES independent partial sums (no chain of dependent additions; SIMD-friendly)."""
-    cdef double lanes[LANES]
-    cdef double total = 0
-    cdef Py_ssize_t j, lane, whole = n - n % LANES
-    for lane in range(LANES):
-        lanes[lane] = 0
-    for j in range(whole // LANES):
-        for lane in range(LANES):
-            lanes[lane] += x[j * LANES + lane]
-    for lane in range(LANES):
-        total += lanes[lane]
-    for j in range(whole, n):
-        total += x[j]
-    return total
-
-
 cdef inline double _run_squares(const real* x, Py_ssize_t n, double mean) noexcept nogil:
     """Σ (x[0:n] − mean)² in LANES independent partial sums."""
     cdef double lanes[LANES]
@@ -224,7 +208,7 @@ cdef void _block_sums(const Channels* ch, Py_ssize_t first, Py_ssize_t width, co
                 total[j] += x[start + j]
         else:
             for j in range(width):
-                total[j] += _run_sum(x + start + j * ch.spatial, ch.spatial)
+                total[j] += run_sum(x + start + j * ch.spatial, ch.spatial)
 
 
 cdef void _block_squares(const Channels* ch, Py_ssize_t first, Py_ssize_t width, const real* x, const double* mean,
@@ -260,7 +244,7 @@ cdef void _block_dots(const Channels* ch, Py_ssize_t first, Py_ssize_t width, co
                 sum_dy_dev[j] += dy[start + j] * (x[start + j] - mean[j])
         else:
             for j in range(width):
-                sum_dy[j] += _run_sum(dy + start + j * ch.spatial, ch.spatial)
+                sum_dy[j] += run_sum(dy + start + j * ch.spatial, ch.spatial)
                 sum_dy_dev[j] += _run_dot(dy + start + j * ch.spatial, x + start + j * ch.spatial, ch.spatial,
                                           mean[j])
 

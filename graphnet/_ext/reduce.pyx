@@ -26,6 +26,7 @@ from libc.math cimport INFINITY
 cimport numpy as cnp
 import numpy as np
 
+from ._sums cimport run_sum
 from ._buffers cimport MAX_DIMS, PARALLEL_MIN, RELEASE_GIL_MIN, data, is_single, require_size, same_floats, shape_of
 
 cnp.import_array()
@@ -148,24 +149,6 @@ cdef inline real _max(real best, real v) noexcept nogil:
     return v if take else best
 
 
-cdef inline double _run_sum(const real* x, Py_ssize_t n) noexcept nogil:
-    """Σ x[0:n] in double, in LANES independent partial sums (one long chain of dependent additions would run
-    at one addition per FP-add latency; independent lanes let the compiler use SIMD)."""
-    cdef double lanes[LANES]
-    cdef double total = 0
-    cdef Py_ssize_t j, lane, whole = n - n % LANES
-    for lane in range(LANES):
-        lanes[lane] = 0
-    for j in range(whole // LANES):
-        for lane in range(LANES):
-            lanes[lane] += x[j * LANES + lane]
-    for lane in range(LANES):
-        total += lanes[lane]
-    for j in range(whole, n):
-        total += x[j]
-    return total
-
-
 cdef inline real _run_max(real best, const real* x, Py_ssize_t n) noexcept nogil:
     """max(best, x[0:n]), NaN if any is NaN. LANES independent running maxima, each a plain `v > m ? v : m`
     (one SIMD max instruction), with the NaNs caught on the side by a second select."""
@@ -205,7 +188,7 @@ cdef void _reduce_runs(int kind, const Reduction* p, real* out, const real* x, P
         if kind == MAX:
             best = _run_max(best, run, p.inner)
         else:
-            total += _run_sum(run, p.inner)
+            total += run_sum(run, p.inner)
     if kind == MAX:
         out[o] = best
     elif kind == MEAN:
@@ -249,7 +232,7 @@ cdef void _reduce_chunk(int kind, const real* x, Py_ssize_t n, double* total, re
     if kind == MAX:
         best[0] = _run_max(<real>-INFINITY, x, n)
     else:
-        total[0] = _run_sum(x, n)
+        total[0] = run_sum(x, n)
 
 
 cdef void _reduce_all(int kind, const Reduction* p, real* out, const real* x) noexcept nogil:

@@ -1,0 +1,25 @@
+# cython: language_level=3
+"""Sums along a contiguous run of values, in double: shared by the reductions (reduce.pyx) and the normalizations
+(normalization.pyx)."""
+from graphnet._ext._blas cimport real
+
+cdef enum:
+    SUM_LANES = 16             # independent partial sums along a run
+
+
+cdef inline double run_sum(const real* x, Py_ssize_t n) noexcept nogil:
+    """Σ x[0:n] in double, in SUM_LANES independent partial sums (one long chain of dependent additions would run
+    at one addition per FP-add latency; independent lanes let the compiler use SIMD)."""
+    cdef double lanes[SUM_LANES]
+    cdef double total = 0
+    cdef Py_ssize_t j, lane, whole = n - n % SUM_LANES
+    for lane in range(SUM_LANES):
+        lanes[lane] = 0
+    for j in range(whole // SUM_LANES):
+        for lane in range(SUM_LANES):
+            lanes[lane] += x[j * SUM_LANES + lane]
+    for lane in range(SUM_LANES):
+        total += lanes[lane]
+    for j in range(whole, n):
+        total += x[j]
+    return total
