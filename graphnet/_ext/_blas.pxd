@@ -23,9 +23,7 @@ OpenMP thread and let BLAS use its own threads.
 """
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-ctypedef fused real:
-    float
-    double
+from graphnet._ext._buffers cimport real
 
 ctypedef int (*get_threads_fn)() noexcept nogil
 ctypedef void (*set_threads_fn)(int) noexcept nogil

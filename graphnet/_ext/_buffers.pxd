@@ -16,6 +16,10 @@ threads or swapping the GIL costs more than the loop.
 """
 cimport numpy as cnp
 
+ctypedef fused real:                   # the element type of every C loop: each is compiled once per type
+    float
+    double
+
 cdef enum:
     MAX_DIMS = 64                      # NumPy's own limit on the number of axes (NPY_MAXDIMS)
     PARALLEL_MIN = 32768               # elements a cheap loop (add, copy, relu) needs before OpenMP pays off

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Sums along a contiguous run of values, in double: shared by the reductions (reduce.pyx) and the normalizations
 (normalization.pyx)."""
-from graphnet._ext._blas cimport real
+from graphnet._ext._buffers cimport real
 
 cdef enum:
     SUM_LANES = 16             # independent partial sums along a run

@@ -15,7 +15,7 @@ Rows are `ld` elements apart, so callers can lay them out as they like (ld = out
 """
 from libc.string cimport memcpy, memset
 
-from graphnet._ext._blas cimport real
+from graphnet._ext._buffers cimport real
 
 
 cdef struct Window:

@@ -26,14 +26,10 @@ from libc.math cimport exp, expf, expm1, expm1f, fabs, log, tanh, tanhf
 
 cimport numpy as cnp
 
-from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, require_floats,
+from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
                         require_size, same_floats, shape_of, size)
 
 cnp.import_array()
-
-ctypedef fused real:
-    float
-    double
 
 cdef enum:
     TILE = 4096

@@ -66,8 +66,8 @@ import numpy as np
 from graphnet._ext import winograd
 
 from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
-                                  real, restore_blas_threads)
-from graphnet._ext._buffers cimport data, require_floats
+                                  restore_blas_threads)
+from graphnet._ext._buffers cimport data, real, require_floats
 from graphnet._ext._windows cimport Window, col2im_image, im2col_image, im2col_image_rows
 
 cnp.import_array()

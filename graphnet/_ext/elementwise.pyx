@@ -31,14 +31,10 @@ from libc.math cimport exp, expf, log, logf, pow, powf, sqrt, sqrtf
 cimport numpy as cnp
 import numpy as np
 
-from ._buffers cimport (MAX_DIMS, PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single,
+from ._buffers cimport (MAX_DIMS, PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real,
                         require_size, same_floats, shape_of, size)
 
 cnp.import_array()
-
-ctypedef fused real:
-    float
-    double
 
 cdef enum:
     TILE = 4096                 # elements of one row handled as one unit of (parallel) work

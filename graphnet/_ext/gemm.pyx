@@ -26,8 +26,8 @@ cimport openmp
 import numpy as np
 
 from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
-                                  real, restore_blas_threads)
-from graphnet._ext._buffers cimport data, require_floats
+                                  restore_blas_threads)
+from graphnet._ext._buffers cimport data, real, require_floats
 
 cnp.import_array()
 

@@ -17,7 +17,7 @@ from cython.parallel cimport prange
 
 import numpy as np
 
-from graphnet._ext._blas cimport real
+from graphnet._ext._buffers cimport real
 from graphnet._ext._windows cimport Window, col2im_plane, im2col_plane
 
 

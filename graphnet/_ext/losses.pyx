@@ -21,14 +21,10 @@ cimport numpy as cnp
 import numpy as np
 
 from ..errors import FeedError
-from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, require_floats,
+from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
                         require_size, same_floats, shape_of, size)
 
 cnp.import_array()
-
-ctypedef fused real:
-    float
-    double
 
 
 cdef inline real _exp(real x) noexcept nogil:

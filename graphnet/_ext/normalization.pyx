@@ -31,14 +31,10 @@ from libc.stdint cimport uint64_t
 cimport numpy as cnp
 
 from ._sums cimport run_sum
-from ._buffers cimport (PARALLEL_MIN, RELEASE_GIL_MIN, data, is_single, require_floats, require_size, same_floats,
-                        shape_of, size)
+from ._buffers cimport (PARALLEL_MIN, RELEASE_GIL_MIN, data, is_single, real, require_floats, require_size,
+                        same_floats, shape_of, size)
 
 cnp.import_array()
-
-ctypedef fused real:
-    float
-    double
 
 cdef enum:
     TILE = 4096

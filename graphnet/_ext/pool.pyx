@@ -52,8 +52,7 @@ from libc.math cimport INFINITY
 
 import numpy as np
 
-from graphnet._ext._blas cimport real
-from graphnet._ext._buffers cimport data, require_floats
+from graphnet._ext._buffers cimport data, real, require_floats
 from graphnet._ext._windows cimport Window, first_inside, stop_inside
 
 cnp.import_array()

@@ -27,13 +27,10 @@ cimport numpy as cnp
 import numpy as np
 
 from ._sums cimport run_sum
-from ._buffers cimport MAX_DIMS, PARALLEL_MIN, RELEASE_GIL_MIN, data, is_single, require_size, same_floats, shape_of
+from ._buffers cimport (MAX_DIMS, PARALLEL_MIN, RELEASE_GIL_MIN, data, is_single, real, require_size, same_floats,
+                        shape_of)
 
 cnp.import_array()
-
-ctypedef fused real:
-    float
-    double
 
 cdef enum:
     BLOCK = 256                # outputs accumulated together when the innermost axis is kept
