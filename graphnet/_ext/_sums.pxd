@@ -1,6 +1,6 @@
 # cython: language_level=3
-"""Sums along a contiguous run of values, in double: shared by the reductions (reduce.pyx) and the normalizations
-(normalization.pyx)."""
+"""Reductions along a run of values shared by several kernel modules: the sum in double (reduce.pyx,
+normalization.pyx) and the NaN-propagating maximum (activations.pyx, losses.pyx)."""
 from graphnet._ext._buffers cimport real
 
 cdef enum:
@@ -23,3 +23,14 @@ cdef inline double run_sum(const real* x, Py_ssize_t n) noexcept nogil:
     for j in range(whole, n):
         total += x[j]
     return total
+
+
+cdef inline real row_max(const real* x, Py_ssize_t length, Py_ssize_t stride) noexcept nogil:
+    """max of x[j·stride] for j < length, NaN if any element is NaN (like np.max)."""
+    cdef real m = x[0], v
+    cdef Py_ssize_t j
+    for j in range(1, length):
+        v = x[j * stride]
+        if v > m or v != v:
+            m = v
+    return m

@@ -28,6 +28,7 @@ cimport numpy as cnp
 
 from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
                         require_size, same_floats, shape_of, size)
+from ._sums cimport row_max
 
 cnp.import_array()
 
@@ -208,17 +209,6 @@ def axis_layout(shape, axis):
     return outer, shape[axis], inner
 
 
-cdef inline real _row_max(const real* x, Py_ssize_t length, Py_ssize_t stride) noexcept nogil:
-    """max over the row, NaN if any element is NaN (like np.max)."""
-    cdef real m = x[0], v
-    cdef Py_ssize_t j
-    for j in range(1, length):
-        v = x[j * stride]
-        if v > m or v != v:
-            m = v
-    return m
-
-
 cdef inline void _softmax_row(int fn, real* out, const real* a, const real* b, Py_ssize_t length,
                               Py_ssize_t stride) noexcept nogil:
     """One row of `fn`: a = x (forward), or a = dy and b = y (gradients)."""
@@ -226,7 +216,7 @@ cdef inline void _softmax_row(int fn, real* out, const real* a, const real* b, P
     cdef real m, e, shift
     cdef double total = 0
     if fn == SOFTMAX or fn == LOG_SOFTMAX:
-        m = _row_max(a, length, stride)
+        m = row_max(a, length, stride)
         for j in range(length):
             e = _exp(a[j * stride] - m)
             total += e

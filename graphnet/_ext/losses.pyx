@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import FeedError
 from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
                         require_size, same_floats, shape_of, size)
+from ._sums cimport row_max
 
 cnp.import_array()
 
@@ -71,13 +72,9 @@ cdef int _check_logits(str kernel, cnp.ndarray logits, cnp.ndarray labels) excep
 
 cdef inline double _row_loss(const real* z, Py_ssize_t classes, int64_t label) noexcept nogil:
     """log Σⱼ e^(zⱼ − m) + m − z[label] for one row."""
-    cdef real m = z[0], v
+    cdef real m = row_max(z, classes, 1)
     cdef double total = 0
     cdef Py_ssize_t j
-    for j in range(1, classes):
-        v = z[j]
-        if v > m or v != v:
-            m = v
     for j in range(classes):
         total += _exp(z[j] - m)
     return log(total) + m - z[label]
@@ -97,13 +94,9 @@ cdef double _cross_entropy(const real* z, const int64_t* labels, Py_ssize_t n, P
 
 cdef inline void _row_grad(real* dz, const real* z, Py_ssize_t classes, int64_t label, real scale) noexcept nogil:
     """dz = (softmax(z) − onehot(label)) · scale for one row."""
-    cdef real m = z[0], v
+    cdef real m = row_max(z, classes, 1)
     cdef double total = 0
     cdef Py_ssize_t j
-    for j in range(1, classes):
-        v = z[j]
-        if v > m or v != v:
-            m = v
     for j in range(classes):
         dz[j] = _exp(z[j] - m)
         total += dz[j]
