@@ -14,6 +14,8 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")   # must precede Numba's firs
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 import graphnet as gn  # noqa: E402
 from graphnet.backends import get_backend  # noqa: E402
@@ -28,6 +30,8 @@ if not USABLE:
 from numba import cuda  # noqa: E402
 
 from graphnet.cuda import gemm  # noqa: E402
+from graphnet.shapes import conv_output_size  # noqa: E402
+from test_conv_pool_kernels import conv_configs, conv_out_shape  # noqa: E402
 
 # the simulator's NumPy scalars warn where the GPU's 64-bit arithmetic silently wraps (dropout's hash)
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
@@ -209,6 +213,43 @@ def test_conv_kernels_on_every_tiling_and_split_k(tiling):
                                    atol=1e-11, err_msg=which)
 
 
+@pytest.mark.parametrize("stride, dilation, padding", [((3, 2), (2, 3), ((2, 1), (0, 3))), ((2, 3), (1, 1), 1),
+                                                       ((3, 3), (2, 1), ((0, 2), (1, 1)))], ids=str)
+def test_strided_input_gradient_finds_every_tap_by_its_phase(stride, dilation, padding):
+    """grad_input pairs a pixel with a tap when both leave the same remainder by the stride (conv.py): strides of
+    2 and 3 with dilations that are and are not multiples of them, against the reference."""
+    (pt, pb), (pl, pr) = ((padding, padding), (padding, padding)) if isinstance(padding, int) else padding
+    x, w = random((2, 3, 9, 10)), random((4, 3, 2, 3))
+    oh = conv_output_size(9, 2, pt, pb, stride[0], dilation[0], "height")
+    ow = conv_output_size(10, 3, pl, pr, stride[1], dilation[1], "width")
+    dy = random((2, 4, oh, ow))
+    params = dict(stride=stride, padding=((pt, pb), (pl, pr)), dilation=dilation, groups=1)
+    out = device(np.full(x.shape, np.nan))
+    get_backend("cuda").kernels["conv2d_grad_input"](out, device(dy), device(w), **params)
+    np.testing.assert_allclose(out.copy_to_host(), conv_reference("conv2d_grad_input", x, w, dy, params),
+                               rtol=1e-9, atol=1e-11)
+
+
+@settings(deadline=None, max_examples=10)
+@given(conv_configs(), st.sampled_from(gemm.TILINGS), st.integers(1, 3), st.booleans())
+def test_implicit_gemm_on_random_geometries(config, tiling, splits, relu):
+    """The three convolution kernels, on any tiling, with the address tables of random strides, paddings,
+    dilations and groups, against the reference (forward with bias, optionally the fused ReLU)."""
+    rng_case = np.random.default_rng(config["seed"])
+    x, w = rng_case.uniform(-1, 1, config["x_shape"]), rng_case.uniform(-1, 1, config["w_shape"])
+    b, dy = rng_case.uniform(-1, 1, config["w_shape"][0]), rng_case.uniform(-1, 1, conv_out_shape(config))
+    params, kernels = config["params"], get_backend("cuda").kernels
+    expected = conv_reference("conv2d", x, w, dy, params) + b.reshape(1, -1, 1, 1)
+    for which, inputs, reference, extra in (
+            ("conv2d_relu" if relu else "conv2d", (x, w, b), np.maximum(expected, 0) if relu else expected, {}),
+            ("conv2d_grad_input", (dy, w), conv_reference("conv2d_grad_input", x, w, dy, params), {}),
+            ("conv2d_grad_weight", (dy, x), conv_reference("conv2d_grad_weight", x, w, dy, params),
+             {"splits": splits})):
+        out = device(np.full(reference.shape, np.nan))
+        kernels[which](out, *map(device, inputs), tiling=tiling, **extra, **params)
+        np.testing.assert_allclose(out.copy_to_host(), reference, rtol=1e-9, atol=1e-11, err_msg=which)
+
+
 POOL_CASES = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(2, 3), stride=1)]
 
 
@@ -352,6 +393,36 @@ def test_schedule_shows_the_chosen_algorithms():
         loss = gn.sum(y)
         text = str(gn.compile([loss] + gn.gradients(loss, [x]), device="cuda").describe())
     assert "cuda.conv2d[implicit-gemm" in text and "cuda.sum[per-block" in text
+
+
+@pytest.mark.parametrize("pool", [gn.max_pool2d, gn.avg_pool2d])
+def test_fused_layers_match_the_reference_and_show_in_the_schedule(pool):
+    """conv2d → relu, matmul → add(bias row) [→ relu] and pool_grad → relu_grad each run as one kernel (the GEMM's
+    epilogue, the pool gradient's mask), on every value the unfused ops would give."""
+    x, w, b = random((2, 2, 6, 6)), random((3, 2, 3, 3)), random((3,))
+    w1, b1, w2, b2 = random((27, 5)), random((5,)), random((5, 4)), random((1, 4))
+
+    def build(x, w, b, w1, b1, w2, b2):
+        h = pool(gn.relu(gn.conv2d(x, w, b, padding=1)), 2)
+        h = gn.relu(gn.reshape(h, (-1, 27)) @ w1 + b1)
+        return h @ w2 + b2
+
+    check(build, x, w, b, w1, b1, w2, b2)
+    with gn.Graph():
+        inputs = [gn.placeholder(v.shape, name=f"x{i}") for i, v in enumerate((x, w, b, w1, b1, w2, b2))]
+        y = build(*inputs)
+        text = str(gn.compile([y] + gn.gradients(gn.sum(y), inputs[:1]), device="cuda").describe())
+    for fused in ("cuda.conv2d_relu[", "cuda.dense_relu[", "cuda.dense[", f"cuda.{pool.__name__}_grad_relu"):
+        assert fused in text, f"{fused} missing from\n{text}"
+
+
+def test_an_add_that_is_not_a_bias_row_stays_its_own_step():
+    a, b, c = random((3, 4)), random((4, 5)), random((3, 5))
+    check(lambda a, b, c: gn.relu(a @ b + c), a, b, c)
+    with gn.Graph():
+        pa, pb, pc = (gn.placeholder(v.shape) for v in (a, b, c))
+        text = str(gn.compile(gn.relu(pa @ pb + pc), device="cuda").describe())
+    assert "cuda.matmul[" in text and "cuda.add" in text and "cuda.dense" not in text
 
 
 def test_a_small_training_step_matches_the_reference():

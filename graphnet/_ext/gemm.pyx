@@ -28,6 +28,7 @@ import numpy as np
 from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
                                   restore_blas_threads)
 from graphnet._ext._buffers cimport data, real, require_floats
+from graphnet.backends.fusion import is_bias_row_add
 
 cnp.import_array()
 
@@ -272,18 +273,6 @@ def blas_name(dtype):
 def label_gemm(params, in_shapes, out_shape, dtype):
     """The schedule shows which BLAS routine runs the step: cpu.matmul[sgemm]."""
     return dict(params, algorithm=blas_name(dtype))
-
-
-def is_bias_row_add(chain, shapes):
-    """matmul (2-D) → add(·, bias) [→ relu] where bias is one row of n values broadcast over the m rows."""
-    product_node, add_node = chain[0], chain[1]
-    a, b = product_node.inputs
-    if len(shapes[a]) != 2 or len(shapes[b]) != 2 or len(shapes[product_node]) != 2:
-        return False
-    m, n = shapes[product_node]
-    bias = add_node.inputs[1]
-    return (tuple(shapes[bias]) in ((n,), (1, n)) and tuple(shapes[add_node]) == (m, n)
-            and bias.dtype == product_node.dtype == add_node.dtype)
 
 
 KERNELS = {"matmul": matmul, "dense": dense, "dense_relu": dense_relu}

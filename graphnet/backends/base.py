@@ -15,7 +15,7 @@ class Backend:
       specialize(op, params, in_shapes, out_shape, dtype) -> params   choose an algorithm, precompute constants
       workspace_nbytes(...)                                             scratch bytes; passed as params["workspace"]
       kernel_label(op, params)                                          what the printed schedule shows
-      fusions                                                           chains of ops one kernel runs as one step
+      fusions, fusion_rules                                             chains of ops one kernel runs as one step
     """
     name = None
     kernels = {}             # op name -> fn(out, *inputs, **params), writing into `out`
@@ -24,13 +24,15 @@ class Backend:
     # which takes it as its first input; the fused kernel gets the first node's inputs, then the later nodes'
     # other inputs, and the first node's params: fn(out, *first.inputs, *later_extra_inputs, **first_params).
     fusions = {}
+    fusion_rules = {}        # fused kernel name -> fn(chain, shapes) -> bool, where not every such chain qualifies
 
     def specialize(self, op_name, params, in_shapes, out_shape, dtype):
         return params
 
     def can_fuse(self, chain, shapes):
         """Whether this chain of nodes may run as the fused kernel (e.g. only a per-column bias add)."""
-        return True
+        rule = self.fusion_rules.get(self.fusions[tuple(n.op.name for n in chain)])
+        return rule(chain, shapes) if rule else True
 
     def kernel(self, op_name):
         try:

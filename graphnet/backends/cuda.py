@@ -73,6 +73,8 @@ class CudaBackend(Backend):
         self.kernels = tables["KERNELS"]
         self._specialize = tables["SPECIALIZE"]
         self._workspace = tables["WORKSPACE"]
+        self.fusions = tables["FUSIONS"]
+        self.fusion_rules = tables["CAN_FUSE"]
 
     # -- compile-time hooks ----------------------------------------------------------------------------------
     def specialize(self, op_name, params, in_shapes, out_shape, dtype):

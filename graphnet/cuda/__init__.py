@@ -12,6 +12,8 @@ Each op module defines, at module level,
     KERNELS     {op name: fn(out, *inputs, **params)}                         what the schedule calls
     SPECIALIZE  {op name: fn(params, in_shapes, out_shape, dtype) -> params}   optional: choose an algorithm
     WORKSPACE   {op name: fn(params, in_shapes, out_shape, dtype) -> nbytes}   optional: scratch memory
+    FUSIONS     {(op name, op name, ...): fused kernel name}                  optional: chains run as one step
+    CAN_FUSE    {fused kernel name: fn(chain, shapes) -> bool}                optional: which chains qualify
 """
 import importlib
 
@@ -19,8 +21,8 @@ OP_MODULES = ("elementwise", "activations", "reduce", "shape", "linalg", "conv",
 
 
 def load_tables():
-    """{"KERNELS": ..., "SPECIALIZE": ..., "WORKSPACE": ...} merged over the op modules (imports Numba)."""
-    merged = {"KERNELS": {}, "SPECIALIZE": {}, "WORKSPACE": {}}
+    """{"KERNELS": ..., "SPECIALIZE": ..., ...} merged over the op modules (imports Numba)."""
+    merged = {"KERNELS": {}, "SPECIALIZE": {}, "WORKSPACE": {}, "FUSIONS": {}, "CAN_FUSE": {}}
     for name in OP_MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         for key, table in merged.items():

@@ -9,6 +9,9 @@ is broadcast contributes 0), and
     C[z, i, j]  = out[z·M·N + i·N + j]
 
 The transposed variants read the contiguous index along the other tile axis, so tiles still load coalesced.
+
+dense and dense_relu are the fused matmul → add (→ relu) of a 2-D product and one bias row (the rule in
+graphnet/backends/fusion.py): the kernel's epilogue adds bias[j] (and applies the ReLU) as C[i, j] is written.
 """
 from functools import lru_cache
 
@@ -16,7 +19,9 @@ import numba
 import numpy as np
 from numba import cuda, types
 
-from .gemm import TILINGS, choose_tiling, pack, tiled_gemm
+from ..backends.fusion import is_bias_row_add
+from .gemm import (ADD_BIAS, I64, P_SIZE, RELU, TILINGS, U64, Operand, Output, choose_tiling, pack,
+                   tiled_gemm)
 from .launch import BoundLaunch, flat, step_kernel, shape_of
 from .layout import broadcast_strides
 from .registry import register
@@ -24,36 +29,62 @@ from .registry import register
 
 @lru_cache(maxsize=None)
 def matmul_functions(transpose_a, transpose_b):
-    """(load_a, load_b, store) for one choice of transposes; p = (M, N, K, splits, batches)."""
+    """(A operand, B operand, output) for one choice of transposes; p = (M, N, K, splits, epilogue, batches)."""
+    zero = I64(0)
 
     @cuda.jit(device=True)
-    def load_a(a, offsets, p, z, i, k):
+    def locate_a(offsets, p, z, i):
         if transpose_a:
-            return a[offsets[z] + k * p[0] + i]
-        return a[offsets[z] + i * p[2] + k]
+            return offsets[z] + i, zero, zero, zero
+        return offsets[z] + i * p[2], zero, zero, zero
 
     @cuda.jit(device=True)
-    def load_b(b, offsets, p, z, k, j):
-        base = offsets[p[4] + z]
+    def fetch_a(a, table, p, row, unused1, unused2, unused3, k):
+        if transpose_a:
+            return a[U64(row + k * p[0])]
+        return a[U64(row + k)]
+
+    @cuda.jit(device=True)
+    def locate_b(offsets, p, z, j):
+        base = offsets[p[BATCHES] + z]
         if transpose_b:
-            return b[base + j * p[2] + k]
-        return b[base + k * p[1] + j]
+            return base + j * p[2], zero, zero, zero
+        return base + j, zero, zero, zero
 
     @cuda.jit(device=True)
-    def store(out, offsets, p, z, split, i, j, value):
-        out[(z * p[0] + i) * p[1] + j] = value
+    def fetch_b(b, table, p, column, unused1, unused2, unused3, k):
+        if transpose_b:
+            return b[U64(column + k)]
+        return b[U64(column + k * p[1])]
 
-    return load_a, load_b, store
+    @cuda.jit(device=True)
+    def row_at(p, z, split, i):
+        return (z * p[0] + i) * p[1]
+
+    @cuda.jit(device=True)
+    def column_at(p, z, j):
+        return j
+
+    @cuda.jit(device=True)
+    def bias_of_column(p, z, i, j):
+        """dense: the bias is one row, broadcast over the rows"""
+        return j
+
+    return (Operand(locate_a, fetch_a, k_contiguous=not transpose_a),
+            Operand(locate_b, fetch_b, k_contiguous=transpose_b),
+            Output(row_at, column_at, bias_of_column))
+
+
+BATCHES = 5         # p[5]: batch positions (the b offsets follow the a offsets)
 
 
 def matmul_kernel(tiling, transpose_a, transpose_b, dtype):
-    load_a, load_b, store = matmul_functions(transpose_a, transpose_b)
-    return tiled_gemm(tiling, load_a, load_b, store, not transpose_a, not transpose_b,
-                      numba.from_dtype(np.dtype(dtype)))
+    operand_a, operand_b, output = matmul_functions(transpose_a, transpose_b)
+    return tiled_gemm(tiling, operand_a, operand_b, output, numba.from_dtype(np.dtype(dtype)))
 
 
 def _matmul_signature(f):
-    return (f[::1], f[::1], f[::1], types.int64[::1], types.UniTuple(types.int64, 20))
+    return (f[::1], f[::1], f[::1], f[::1], types.int64[::1], types.int32[::1], types.UniTuple(types.int64, P_SIZE))
 
 
 for _tiling in TILINGS:
@@ -89,18 +120,38 @@ def specialize_matmul(params, in_shapes, out_shape, dtype):
     return dict(params, tiling=tiling, algorithm=f"tiled {tiling.label}")
 
 
-@step_kernel
-def matmul(out, a, b, *, transpose_a, transpose_b, tiling=None, algorithm=None):
-    """out = op(a) @ op(b), batched"""
+def product_launch(out, a, b, bias, transpose_a, transpose_b, tiling, epilogue):
     m, n, k = matmul_sizes(shape_of(a), shape_of(b), transpose_a, transpose_b)
     batch_shape = shape_of(out)[:-2]
     batches = int(np.prod(batch_shape, dtype=np.int64))
     tiling = tiling or choose_tiling(m, n, batches)
     offsets = cuda.to_device(batch_offsets(shape_of(a), shape_of(b), batch_shape))
+    no_table = cuda.to_device(np.zeros(1, dtype=np.int32))     # matmul's addresses need no per-k table
     kernel = matmul_kernel(tiling, transpose_a, transpose_b, out.dtype)
-    p = pack([m, n, k, 1, batches])
-    return [BoundLaunch(kernel, tiling.grid(m, n, batches), tiling.threads, [flat(out), flat(a), flat(b), offsets, p])]
+    p = pack([m, n, k, 1, epilogue, batches])
+    return BoundLaunch(kernel, tiling.grid(m, n, batches), tiling.threads,
+                       [flat(out), flat(a), flat(b), flat(bias), offsets, no_table, p])
 
 
-KERNELS = {"matmul": matmul}
-SPECIALIZE = {"matmul": specialize_matmul}
+@step_kernel
+def matmul(out, a, b, *, transpose_a, transpose_b, tiling=None, algorithm=None):
+    """out = op(a) @ op(b), batched"""
+    return [product_launch(out, a, b, out, transpose_a, transpose_b, tiling, 0)]    # out stands in for a bias
+
+
+@step_kernel
+def dense(out, a, b, bias, *, transpose_a, transpose_b, tiling=None, algorithm=None):
+    """out = op(a) @ op(b) + bias (one row, broadcast over the rows): the fused matmul → add"""
+    return [product_launch(out, a, b, bias, transpose_a, transpose_b, tiling, ADD_BIAS)]
+
+
+@step_kernel
+def dense_relu(out, a, b, bias, *, transpose_a, transpose_b, tiling=None, algorithm=None):
+    """out = max(op(a) @ op(b) + bias, 0): the fused matmul → add → relu"""
+    return [product_launch(out, a, b, bias, transpose_a, transpose_b, tiling, ADD_BIAS | RELU)]
+
+
+KERNELS = {"matmul": matmul, "dense": dense, "dense_relu": dense_relu}
+SPECIALIZE = {"matmul": specialize_matmul, "dense": specialize_matmul, "dense_relu": specialize_matmul}
+FUSIONS = {("matmul", "add", "relu"): "dense_relu", ("matmul", "add"): "dense"}
+CAN_FUSE = {"dense": is_bias_row_add, "dense_relu": is_bias_row_add}

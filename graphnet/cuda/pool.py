@@ -12,11 +12,16 @@ windows oh with
 
 Max pooling's gradient goes, in each window, to the *first* position in row-major order whose x equals the
 window's max y (as the reference does); a window whose max is NaN passes nothing.
+
+The gradients fuse with the relu_grad after them (the backward pass of a relu → pool layer), as on the cpu:
+max_pool2d_grad_relu and avg_pool2d_grad_relu pass each input's gradient through relu_grad's formula (f_relu_grad,
+dy · [y > 0]) with the relu's output y before writing it; the unfused kernels get masked = 0.
 """
 import math
 
 from numba import cuda, types
 
+from .activations import f_relu_grad
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .registry import register_generic
 
@@ -65,7 +70,7 @@ def first_max_position(x, plane, oh, ow, target, geometry):
 
 
 @cuda.jit
-def max_pool_backward(dx, dy, x, y, geometry):
+def max_pool_backward(dx, dy, x, y, relu_y, geometry, masked):
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         w = i % width
@@ -80,7 +85,7 @@ def max_pool_backward(dx, dy, x, y, geometry):
                 wh, ww = first_max_position(x, plane, oh, ow, y[o], geometry)
                 if wh == h and ww == w:
                     acc += dy[o]
-        dx[i] = acc
+        dx[i] = f_relu_grad(acc, relu_y[i], 0) if masked else acc
 
 
 @cuda.jit
@@ -102,7 +107,7 @@ def avg_pool_forward(out, x, geometry):
 
 
 @cuda.jit
-def avg_pool_backward(dx, dy, geometry):
+def avg_pool_backward(dx, dy, relu_y, geometry, masked):
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         w = i % width
@@ -114,14 +119,16 @@ def avg_pool_backward(dx, dy, geometry):
         for oh in range(oh_first, oh_stop):
             for ow in range(ow_first, ow_stop):
                 total += dy[(plane * out_h + oh) * out_w + ow]
-        dx[i] = total / (kh * kw)
+        average = total / (kh * kw)
+        dx[i] = f_relu_grad(average, relu_y[i], 0) if masked else average
 
 
 _GEOMETRY = types.UniTuple(types.int64, 10)
 register_generic("max_pool_forward", max_pool_forward, lambda f: (f[::1], f[::1], _GEOMETRY))
-register_generic("max_pool_backward", max_pool_backward, lambda f: (f[::1], f[::1], f[::1], f[::1], _GEOMETRY))
+register_generic("max_pool_backward", max_pool_backward,
+                 lambda f: (f[::1], f[::1], f[::1], f[::1], f[::1], _GEOMETRY, types.boolean))
 register_generic("avg_pool_forward", avg_pool_forward, lambda f: (f[::1], f[::1], _GEOMETRY))
-register_generic("avg_pool_backward", avg_pool_backward, lambda f: (f[::1], f[::1], _GEOMETRY))
+register_generic("avg_pool_backward", avg_pool_backward, lambda f: (f[::1], f[::1], f[::1], _GEOMETRY, types.boolean))
 
 
 def pool_geometry(x_shape, y_shape, kernel_size, stride, padding):
@@ -136,11 +143,22 @@ def max_pool2d(out, x, *, kernel_size, stride, padding):
     return [BoundLaunch(max_pool_forward, grid_for(out.size), BLOCK, [flat(out), flat(x), geometry])]
 
 
+def max_pool_backward_launch(out, dy, x, y, relu_y, kernel_size, stride, padding):
+    geometry = pool_geometry(shape_of(x), shape_of(y), kernel_size, stride, padding)
+    mask = x if relu_y is None else relu_y
+    return BoundLaunch(max_pool_backward, grid_for(out.size), BLOCK,
+                       [flat(out), flat(dy), flat(x), flat(y), flat(mask), geometry, relu_y is not None])
+
+
 @step_kernel
 def max_pool2d_grad(out, dy, x, y, *, kernel_size, stride, padding):
-    geometry = pool_geometry(shape_of(x), shape_of(y), kernel_size, stride, padding)
-    return [BoundLaunch(max_pool_backward, grid_for(out.size), BLOCK,
-                        [flat(out), flat(dy), flat(x), flat(y), geometry])]
+    return [max_pool_backward_launch(out, dy, x, y, None, kernel_size, stride, padding)]
+
+
+@step_kernel
+def max_pool2d_grad_relu(out, dy, x, y, relu_y, *, kernel_size, stride, padding):
+    """max_pool2d_grad(dy, x, y) · [relu_y > 0]: the fused max_pool2d_grad → relu_grad"""
+    return [max_pool_backward_launch(out, dy, x, y, relu_y, kernel_size, stride, padding)]
 
 
 @step_kernel
@@ -149,11 +167,25 @@ def avg_pool2d(out, x, *, kernel_size, stride, padding):
     return [BoundLaunch(avg_pool_forward, grid_for(out.size), BLOCK, [flat(out), flat(x), geometry])]
 
 
+def avg_pool_backward_launch(out, dy, relu_y, kernel_size, stride, padding):
+    geometry = pool_geometry(shape_of(out), shape_of(dy), kernel_size, stride, padding)
+    mask = out if relu_y is None else relu_y
+    return BoundLaunch(avg_pool_backward, grid_for(out.size), BLOCK,
+                       [flat(out), flat(dy), flat(mask), geometry, relu_y is not None])
+
+
 @step_kernel
 def avg_pool2d_grad(out, dy, *, kernel_size, stride, padding):
-    geometry = pool_geometry(shape_of(out), shape_of(dy), kernel_size, stride, padding)
-    return [BoundLaunch(avg_pool_backward, grid_for(out.size), BLOCK, [flat(out), flat(dy), geometry])]
+    return [avg_pool_backward_launch(out, dy, None, kernel_size, stride, padding)]
 
 
-KERNELS = {"max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad, "avg_pool2d": avg_pool2d,
-           "avg_pool2d_grad": avg_pool2d_grad}
+@step_kernel
+def avg_pool2d_grad_relu(out, dy, relu_y, *, kernel_size, stride, padding):
+    """avg_pool2d_grad(dy) · [relu_y > 0]: the fused avg_pool2d_grad → relu_grad"""
+    return [avg_pool_backward_launch(out, dy, relu_y, kernel_size, stride, padding)]
+
+
+KERNELS = {"max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad, "max_pool2d_grad_relu": max_pool2d_grad_relu,
+           "avg_pool2d": avg_pool2d, "avg_pool2d_grad": avg_pool2d_grad, "avg_pool2d_grad_relu": avg_pool2d_grad_relu}
+FUSIONS = {("max_pool2d_grad", "relu_grad"): "max_pool2d_grad_relu",
+           ("avg_pool2d_grad", "relu_grad"): "avg_pool2d_grad_relu"}

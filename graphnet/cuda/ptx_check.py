@@ -95,7 +95,8 @@ def check_one(job):
         start = time.perf_counter()
         _build_for(cc)
         try:
-            ptx, _ = cuda.compile_ptx(dispatcher.py_func, signature, cc=cc)
+            ptx, _ = cuda.compile_ptx(dispatcher.py_func, signature, cc=cc,
+                                      launch_bounds=dispatcher.targetoptions.get("launch_bounds"))
         except Exception as error:
             rows.append((kernel.name, dtype_name, cc, None, f"compile_ptx failed: {type(error).__name__}: {error}"))
             continue

@@ -45,7 +45,7 @@ class CpuBackend(Backend):
         self._specialize = tables["SPECIALIZE"]
         self._workspace = tables["WORKSPACE"]
         self.fusions = tables["FUSIONS"]
-        self._can_fuse = tables["CAN_FUSE"]
+        self.fusion_rules = tables["CAN_FUSE"]
 
     def specialize(self, op_name, params, in_shapes, out_shape, dtype):
         rule = self._specialize.get(op_name)
@@ -54,10 +54,6 @@ class CpuBackend(Backend):
     def workspace_nbytes(self, op_name, params, in_shapes, out_shape, dtype):
         rule = self._workspace.get(op_name)
         return rule(params, in_shapes, out_shape, dtype) if rule else 0
-
-    def can_fuse(self, chain, shapes):
-        rule = self._can_fuse.get(self.fusions[tuple(n.op.name for n in chain)])
-        return rule(chain, shapes) if rule else True
 
     def kernel_label(self, op_name, params):
         algorithm = params.get("algorithm")
