@@ -1,12 +1,13 @@
 """What the GEMM kernels compile to: the K loop's machine code, read with nvdisasm — without a GPU.
 
 No test here times anything. They check properties of the compiled inner loop that decide how fast it can run
-on any GPU (see graphnet/cuda/sass_report.py): shared memory is read four floats at a time, no integer division
-by a runtime value is left inside the K loop, and fused multiply-adds are a floor share of the instructions
-issued per K step. The floors sit a little under what the kernels compile to today (sm_90, numba-cuda 0.30,
-CUDA 13.0 ptxas: 52% for matmul 64x64, 27–50% for the convolutions). The kernels before the rewrite of
-2026-11-29 compiled to 28% for matmul 64x64 and 2–8% for the convolutions, with 17–36 calls to a 64-bit
-division routine in their K loop and one-float shared-memory loads; each of these tests fails on them.
+on any GPU (see graphnet/cuda/sass_report.py): shared memory is read in runs of neighbours (four floats at a
+time), no integer division by a runtime value and no register spill is left inside the K loop, and fused
+multiply-adds are a floor share of the instructions issued per K step. The floors sit a little under what the
+kernels compile to today (sm_90, numba-cuda 0.30, CUDA 13.0 ptxas: 52% for matmul 64x64, 27–46% for the
+convolutions). The kernels before the rewrite of 2026-11-29 compiled to 28% for matmul 64x64 and 2–8% for the
+convolutions, with 17–36 calls to a 64-bit division routine in their K loop and one-float shared-memory loads;
+the share, call and load tests each fail on them.
 
 Runs `python -m graphnet.cuda.sass_report` in a subprocess, like the PTX check, because the simulator that the
 other CUDA tests switch on cannot compile.
@@ -43,8 +44,9 @@ def report():
     for line in run.stdout.splitlines()[1:]:
         name, bracket, rest = line.partition("]")       # names may hold spaces: "matmul[32x32 Aᵀ]"
         if bracket:
-            registers, ffma, issued, share, widest, calls = rest.split()[:6]
-            rows[name + bracket] = dict(ffma=int(ffma), issued=int(issued), widest=widest, calls=int(calls))
+            registers, ffma, issued, share, widest, calls, spills = rest.split()[:7]
+            rows[name + bracket] = dict(ffma=int(ffma), issued=int(issued), widest=widest, calls=int(calls),
+                                        spills=int(spills))
     assert set(rows) == set(EXPECTED), run.stdout
     return rows
 
@@ -58,6 +60,11 @@ def test_the_k_loop_spends_its_issue_slots_on_multiply_adds(report, kernel):
 @pytest.mark.parametrize("kernel", list(EXPECTED))
 def test_no_division_call_in_the_k_loop(report, kernel):
     assert report[kernel]["calls"] == 0, f"{kernel}: {report[kernel]['calls']} calls in the K loop"
+
+
+@pytest.mark.parametrize("kernel", list(EXPECTED))
+def test_no_register_spills_in_the_k_loop(report, kernel):
+    assert report[kernel]["spills"] == 0, f"{kernel}: {report[kernel]['spills']} local-memory accesses per K step"
 
 
 @pytest.mark.parametrize("kernel", list(EXPECTED))

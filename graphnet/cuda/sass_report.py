@@ -11,8 +11,9 @@ Each kernel is compiled as the PTX check does (compile_ptx, then ptxas) and disa
 package nvidia-cuda-nvdisasm). The K loop is the loop that holds the barriers; an inner loop inside it runs as
 many times as it takes to reach the TM·TN·BK multiply-adds a thread does per K step. Every instruction of the loop
 body is counted once, as in a tile where every bounds check passes. The table shows per K step: FFMA, all
-instructions, their ratio, the widest shared-memory load (LDS.128 reads four floats at once) and calls (integer
-division by a runtime value compiles to a call; there should be none in the loop).
+instructions, their ratio, the widest shared-memory load (LDS.128 reads four floats at once), calls (integer
+division by a runtime value compiles to a call; there should be none in the loop) and local-memory accesses
+(LDL/STL: registers spilled to memory when the compiler runs out of them).
 """
 import argparse
 import glob
@@ -51,6 +52,7 @@ class LoopReport:
     issued: int          # per K step
     widest_shared_load: str
     calls: int
+    spill_accesses: int
 
     @property
     def ffma_share(self):
@@ -106,7 +108,8 @@ def k_loop_report(name, sass, registers, multiply_adds_per_step):
     shared_loads = sorted({op for op in ops[first:last + 1] if op.startswith("LDS")})
     widest = max(shared_loads, key=lambda op: int(op.split(".")[1]) if "." in op and op.split(".")[1].isdigit()
                  else 32, default="-")
-    return LoopReport(name, registers, round(ffma), round(issued), widest, count(first, last, "CALL"))
+    spills = count(first, last, "LDL") + count(first, last, "STL")
+    return LoopReport(name, registers, round(ffma), round(issued), widest, count(first, last, "CALL"), spills)
 
 
 def gemm_kernels():
@@ -163,12 +166,12 @@ def main(argv=None):
     if unknown:
         print(f"not a GEMM kernel: {', '.join(unknown)}; choose from {', '.join(gemm_kernels())}")
         return 1
-    print(f"{'kernel':<40} {'regs':>4} {'FFMA':>5} {'issued':>6} {'share':>6} {'shared load':>11} {'calls':>5}"
-          f"   (per K step and thread, sm_{cc[0]}{cc[1]})")
+    print(f"{'kernel':<40} {'regs':>4} {'FFMA':>5} {'issued':>6} {'share':>6} {'shared load':>11} {'calls':>5} "
+          f"{'spills':>6}   (per K step and thread, sm_{cc[0]}{cc[1]})")
     for name in names:
         r = report(name, cc)
         print(f"{r.name:<40} {r.registers:>4} {r.ffma:>5} {r.issued:>6} {r.ffma_share:>6.0%} "
-              f"{r.widest_shared_load:>11} {r.calls:>5}")
+              f"{r.widest_shared_load:>11} {r.calls:>5} {r.spill_accesses:>6}")
     return 0
 
 
