@@ -58,6 +58,12 @@ class Plan:
     call_nodes: list        # the node of each call, for error messages
 
 
+def fusion_link(element):
+    """One element of a backend's fusion pattern as (op name, input slot): a plain name means the chain's previous
+    node is that op's first input; ("sub", 1) means its second (as in sub(w, mul(lr, g)))."""
+    return (element, 0) if isinstance(element, str) else (element[0], int(element[1]))
+
+
 class Program:
     def __init__(self, fetches, single, order, nodes, backend, reuse_memory):
         self.fetches = fetches
@@ -155,7 +161,7 @@ class Program:
     def _make_plan(self, feed_shapes):
         backend = self.backend
         shapes = self._concrete_shapes(feed_shapes)
-        steps = [self._make_step(chain, shapes) for chain in self._fuse(shapes)]
+        steps = [self._make_step(chain, pattern, shapes) for chain, pattern in self._fuse(shapes)]
         buffers, root = self._lifetimes(steps, shapes)
         workspaces = []
         for index, step in enumerate(steps):
@@ -191,11 +197,13 @@ class Program:
         call_nodes = [s.node for s in steps if s.kernel is not None]
         return Plan(shapes, steps, all_buffers, arena_nbytes, naive, values, calls, call_nodes)
 
-    def _make_step(self, chain, shapes):
+    def _make_step(self, chain, pattern, shapes):
         """Bind one step: its kernel (chosen by the backend for these shapes), parameters and costs."""
         backend = self.backend
         first, node = chain[0], chain[-1]
-        inputs = list(first.inputs) + [i for n in chain[1:] for i in n.inputs[1:]]
+        slots = [fusion_link(element)[1] for element in pattern[1:]] if pattern else []
+        inputs = list(first.inputs) + [i for n, slot in zip(chain[1:], slots)
+                                       for k, i in enumerate(n.inputs) if k != slot]
         in_shapes = [shapes[i] for i in inputs]
         params = first.op.kernel_params([shapes[i] for i in first.inputs], shapes[first], first.attrs,
                                         [shapes[r] for r in first.refs])
@@ -203,7 +211,7 @@ class Program:
             params["rng"] = self.rng
         is_view = len(chain) == 1 and node.op.view_of_input is not None and self._can_alias(node)
         if len(chain) > 1:
-            kernel_name = backend.fusions[tuple(n.op.name for n in chain)]
+            kernel_name = backend.fusions[pattern]
         else:
             kernel_name = node.op.name
         flops = 0 if is_view else sum(n.op.flops([shapes[i] for i in n.inputs], shapes[n], n.attrs) for n in chain)
@@ -221,11 +229,14 @@ class Program:
     def _fuse(self, shapes):
         """Group the schedule into steps: chains of nodes the backend runs as one kernel, else single nodes.
 
-        A chain a -> b fuses when b is a's only reader and takes a as its first input, a is not fetched, and b's
-        other inputs are ready before a runs (the fused step takes a's place in the schedule)."""
+        A chain a -> b fuses when b is a's only reader and takes a as the input the pattern says (its first,
+        unless the pattern names another: see fusion_link), a is not fetched, and b's other inputs are ready before
+        a runs (the fused step takes a's place in the schedule). A chain that ends in an assignment fuses only
+        where every other read of the variable comes before that place: the fused step writes the variable.
+        Returns [(chain, pattern)], pattern None for a single node."""
         fusions = self.backend.fusions
         if not fusions:
-            return [[n] for n in self.order]
+            return [([n], None) for n in self.order]
         position = {n: i for i, n in enumerate(self.order)}
         readers = {n: [] for n in self.order}
         for n in self.order:
@@ -237,31 +248,38 @@ class Program:
         for node in self.order:
             if node in taken:
                 continue
-            chain = [node]
+            chain, chosen = [node], None
             for pattern in sorted(fusions, key=len, reverse=True):
                 candidate = self._match(node, pattern, readers, fetched, position)
-                if candidate and self.backend.can_fuse(candidate, shapes):
-                    chain = candidate
+                if candidate and self.backend.can_fuse(pattern, candidate, shapes):
+                    chain, chosen = candidate, pattern
                     break
             taken.update(chain)
-            groups.append(chain)
+            groups.append((chain, chosen))
         return groups
 
     @staticmethod
     def _match(node, pattern, readers, fetched, position):
-        if node.op.name != pattern[0]:
+        if node.op.name != fusion_link(pattern[0])[0]:
             return None
         chain = [node]
-        for op_name in pattern[1:]:
+        for element in pattern[1:]:
+            op_name, slot = fusion_link(element)
             current = chain[-1]
             if current in fetched or len(readers[current]) != 1:
                 return None
             nxt = readers[current][0]
-            if nxt.op.name != op_name or nxt.inputs[0] is not current or current in nxt.inputs[1:]:
+            if (nxt.op.name != op_name or len(nxt.inputs) <= slot or nxt.inputs[slot] is not current
+                    or sum(i is current for i in nxt.inputs) != 1):
                 return None
-            if any(position.get(i, -1) >= position[node] for i in nxt.inputs[1:]):
+            others = [i for k, i in enumerate(nxt.inputs) if k != slot]
+            if any(position.get(i, -1) >= position[node] for i in others):
                 return None
             chain.append(nxt)
+        for assignment in (n for n in chain if n.op.name == "assign"):
+            variable = assignment.inputs[0]
+            if any(variable in n.inputs and position[n] >= position[node] for n in position if n not in chain):
+                return None
         return chain
 
     def _can_alias(self, node):

@@ -425,6 +425,34 @@ def test_an_add_that_is_not_a_bias_row_stays_its_own_step():
     assert "cuda.matmul[" in text and "cuda.add" in text and "cuda.dense" not in text
 
 
+def test_a_gradient_descent_update_is_one_step_and_waits_for_every_read_of_the_weight():
+    """w ← w − η·g runs as one sgd_update step (η a variable, as a learning-rate schedule makes it). A read of w
+    that the schedule puts after the update's multiplication keeps the three steps apart: the fused step would
+    run at the multiplication's place and overwrite w before that read."""
+    start, data = random((3, 2), "float32"), random((4, 3), "float32")
+    results, schedules = {}, {}
+    for device in ("cuda", "reference"):
+        with gn.Graph():
+            x = gn.placeholder((4, 3), name="x")
+            w = gn.variable(start.copy(), name="w")
+            rate = gn.variable(np.float32(0.1), name="rate", trainable=False)
+            loss = gn.sum((x @ w) ** 2)
+            (g,) = gn.gradients(loss, [w])
+            update = gn.assign(w, w - rate * g)
+            late_read = gn.sum(w * 3.0)         # created after the update: scheduled after its multiplication
+            program = gn.compile([loss, update, late_read], device=device)
+            results[device] = [program.run({x: data}) for _ in range(2)]
+            schedules[device] = str(program.describe())
+            fused = gn.compile([loss, gn.assign(w, w - rate * g)], device=device)
+            schedules[device + " fused"] = str(fused.describe())
+            results[device + " fused"] = [fused.run({x: data}) for _ in range(2)]
+    for name in ("", " fused"):
+        for on_cuda, on_reference in zip(results["cuda" + name], results["reference" + name]):
+            assert_agree(zip(on_cuda, on_reference), "float32")
+    assert "cuda.sgd_update" not in schedules["cuda"]
+    assert "cuda.sgd_update" in schedules["cuda fused"]
+
+
 def test_a_small_training_step_matches_the_reference():
     """A convolutional net with every kind of layer, trained for three SGD steps on both backends (new data each
     step: from the second run on, the GPU replays the launches bound on the first)."""

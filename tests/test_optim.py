@@ -309,3 +309,53 @@ def test_optimizer_arguments_are_checked():
         optim.get("adamax")
     with pytest.raises(gn.GraphError, match="learning rate"):
         optim.SGD(-1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fused update: mul → sub → assign as one step (cpu; the cuda twin is in test_cuda_simulator.py)
+
+def test_a_plain_sgd_update_runs_as_one_fused_step_with_the_textbook_values():
+    w0, grads = np.array([[1.0, -2.0], [0.5, 3.0]], "float32"), [np.full((2, 2), 0.25, "float32")] * 3
+    with gn.Graph():
+        w = gn.variable(w0, name="w")
+        g = gn.placeholder((2, 2), "float32")
+        optimizer = optim.SGD(0.1)
+        program = gn.compile(optimizer.minimize(gn.sum(w * g)), device="cpu")
+    assert "cpu.sgd_update" in str(program.describe())
+    for step, gradient in enumerate(grads):
+        if step == 2:
+            optimizer.set_learning_rate(0.5)      # the rate is a variable the fused step reads on every run
+        program.run({g: gradient})
+    np.testing.assert_allclose(w.numpy(), w0 - (0.1 + 0.1 + 0.5) * 0.25, rtol=1e-6)
+
+
+def test_an_update_stays_three_steps_where_a_later_read_of_the_weight_needs_the_old_value():
+    """The fused step would run where the multiplication runs; a read of w scheduled after that must see the old
+    w, so the chain is not fused — and cpu agrees with the reference either way."""
+    data = np.arange(12, dtype="float32").reshape(4, 3) / 10
+    results, texts = {}, {}
+    for device in ("cpu", "reference"):
+        with gn.Graph():
+            x = gn.placeholder((4, 3), "float32")
+            w = gn.variable(np.linspace(-1, 1, 6, dtype="float32").reshape(3, 2), name="w")
+            loss = gn.sum((x @ w) ** 2)
+            (grad,) = gn.gradients(loss, [w])
+            update = gn.assign(w, w - 0.05 * grad)
+            late_read = gn.sum(w * 3.0)
+            program = gn.compile([loss, update, late_read], device=device)
+            results[device] = [program.run({x: data}) for _ in range(2)]
+            texts[device] = str(program.describe())
+    assert "sgd_update" not in texts["cpu"]
+    for on_cpu, on_reference in zip(results["cpu"], results["reference"]):
+        for a, b in zip(on_cpu, on_reference):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_the_fused_update_kernel_explains_a_mismatched_call():
+    from graphnet.backends import get_backend
+    sgd_update = get_backend("cpu").kernels["sgd_update"]
+    w, g = np.ones((2, 3), "float32"), np.ones((3, 2), "float32")
+    with pytest.raises(ValueError, match="sgd_update"):
+        sgd_update(w, np.float32([0.1]), np.ones(5, "float32"), w, w)
+    with pytest.raises(TypeError, match="sgd_update"):
+        sgd_update(w, np.float64([0.1]), g, w, w)

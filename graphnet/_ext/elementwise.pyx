@@ -5,6 +5,7 @@
     select_grad                        out[i] = dy[i] · [a[i_a] wins over b[i_b]]   (gradient of maximum/minimum)
     broadcast_to                       out[i] = dy[i_d] · scale            (the adjoint of sum and mean)
     neg exp log sqrt pow               out[i] = f(x[i])
+    sgd_update                         variable[i] = u[i] − a·x[i]          (fused mul → sub → assign, a one number)
 
 maximum and minimum propagate NaN like NumPy's; in select_grad ties go to the first input.
 
@@ -32,7 +33,8 @@ cimport numpy as cnp
 import numpy as np
 
 from ._buffers cimport (MAX_DIMS, PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real,
-                        require_size, same_floats, shape_of, size)
+                        require_floats, require_size, same_floats, shape_of, size)
+from graphnet.backends.fusion import is_scaled_step
 
 cnp.import_array()
 
@@ -549,9 +551,50 @@ def pow_(cnp.ndarray out, cnp.ndarray x, *, double exponent):
     _unary(SQUARE if exponent == 2.0 else POW, "pow", out, x, exponent)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# the fused update of gradient descent
+
+cdef void _scaled_step_run(real* out, const real* u, const real* x, real a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = u[i] - a * x[i]
+
+
+cdef void _scaled_step(real* out, const real* u, const real* x, real a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t tile, n_tiles = (n + TILE - 1) // TILE
+    if n >= PARALLEL_MIN and n_tiles > 1:
+        for tile in prange(n_tiles, schedule="static"):
+            _scaled_step_run(out + tile * TILE, u + tile * TILE, x + tile * TILE, a,
+                             min(<Py_ssize_t>TILE, n - tile * TILE))
+    else:
+        _scaled_step_run(out, u, x, a, n)
+
+
+def sgd_update(cnp.ndarray out, cnp.ndarray scale, cnp.ndarray x, cnp.ndarray u, cnp.ndarray variable):
+    """variable ← u − scale·x, with out the variable's storage: the fused mul(scale, x) → sub(u, ·) →
+    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs)."""
+    require_floats("sgd_update", out, (scale, x, u))
+    require_size("sgd_update", "the scale", scale, 1)
+    require_size("sgd_update", "the gradient", x, size(out))
+    require_size("sgd_update", "the value it is subtracted from", u, size(out))
+    cdef Py_ssize_t n = size(out)
+    cdef void* po = data(out)
+    cdef const void* pu = data(u)
+    cdef const void* px = data(x)
+    cdef void* pa = data(scale)
+    cdef bint single = is_single(out)
+    with nogil:
+        if single:
+            _scaled_step(<float*>po, <const float*>pu, <const float*>px, (<float*>pa)[0], n)
+        else:
+            _scaled_step(<double*>po, <const double*>pu, <const double*>px, (<double*>pa)[0], n)
+
+
 KERNELS = {"add": add, "sub": sub, "mul": mul, "div": div, "maximum": maximum, "minimum": minimum,
            "select_grad": select_grad, "broadcast_to": broadcast_to,
-           "neg": neg, "exp": exp_, "log": log_, "sqrt": sqrt_, "pow": pow_}
+           "neg": neg, "exp": exp_, "log": log_, "sqrt": sqrt_, "pow": pow_, "sgd_update": sgd_update}
+FUSIONS = {("mul", ("sub", 1), ("assign", 1)): "sgd_update"}
+CAN_FUSE = {"sgd_update": is_scaled_step}
 
 SPECIALIZE = {"add": _plan_walk, "sub": _plan_walk, "mul": _plan_walk, "div": _plan_walk, "maximum": _plan_walk,
               "minimum": _plan_walk, "select_grad": _plan_walk, "broadcast_to": _plan_broadcast_to}

@@ -21,17 +21,19 @@ class Backend:
     kernels = {}             # op name -> fn(out, *inputs, **params), writing into `out`
 
     # (op name, op name, ...) -> fused kernel name. A chain fuses when each node's only reader is the next node,
-    # which takes it as its first input; the fused kernel gets the first node's inputs, then the later nodes'
-    # other inputs, and the first node's params: fn(out, *first.inputs, *later_extra_inputs, **first_params).
+    # which takes it as its first input — or the input an element (op name, slot) names; the fused kernel gets the
+    # first node's inputs, then each later node's other inputs in order, and the first node's params:
+    # fn(out, *first.inputs, *later_other_inputs, **first_params).
     fusions = {}
     fusion_rules = {}        # fused kernel name -> fn(chain, shapes) -> bool, where not every such chain qualifies
 
     def specialize(self, op_name, params, in_shapes, out_shape, dtype):
         return params
 
-    def can_fuse(self, chain, shapes):
-        """Whether this chain of nodes may run as the fused kernel (e.g. only a per-column bias add)."""
-        rule = self.fusion_rules.get(self.fusions[tuple(n.op.name for n in chain)])
+    def can_fuse(self, pattern, chain, shapes):
+        """Whether this chain of nodes, matched by `pattern`, may run as the fused kernel (e.g. only a per-column
+        bias add)."""
+        rule = self.fusion_rules.get(self.fusions[pattern])
         return rule(chain, shapes) if rule else True
 
     def kernel(self, op_name):

@@ -15,3 +15,15 @@ def is_bias_row_add(chain, shapes):
     bias = add_node.inputs[1]
     return (tuple(shapes[bias]) in ((n,), (1, n)) and tuple(shapes[add_node]) == (m, n)
             and bias.dtype == product_node.dtype == add_node.dtype)
+
+
+def is_scaled_step(chain, shapes):
+    """mul(a, x) → sub(u, ·) → assign(v, ·), a one number and x, u of v's shape, one dtype: v ← u − a·x (the
+    update of plain gradient descent, w ← w − η·g, and the last step of momentum SGD)."""
+    scale_node, sub_node, assign_node = chain
+    a, x = scale_node.inputs
+    u = sub_node.inputs[0]
+    target = tuple(shapes[assign_node])
+    one_number = all(d == 1 for d in shapes[a])
+    same_shapes = all(tuple(shapes[t]) == target for t in (x, u, scale_node, sub_node))
+    return one_number and same_shapes and len({t.dtype for t in (a, x, u, scale_node, sub_node, assign_node)}) == 1

@@ -5,6 +5,7 @@
     map3:  out[i] = f(a[i], b[i], c[i], p)           equal shapes, three inputs (elu_grad)
     broadcast2 / broadcast3: the same with NumPy broadcasting — output position i = (c_0, ..., c_5) reads
            a[Σ c_k · sa_k] and b[Σ c_k · sb_k], where sa_k = 0 along the axes a is broadcast over (see layout.py)
+    scaled_step: out[i] = u[i] − a·x[i]        the fused mul → sub → assign of a gradient-descent update
 
 The constant p arrives in the output's dtype, so float32 kernels compute in float32 as NumPy does.
 """
@@ -12,6 +13,7 @@ import math
 
 from numba import cuda
 
+from ..backends.fusion import is_scaled_step
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .layout import MAX_DIMS, broadcast_layout
 from .registry import register_generic
@@ -265,9 +267,28 @@ def select_grad(out, dy, a, b, *, pick):
     return PICKS[pick].launches(out, [dy, a, b])
 
 
+@cuda.jit
+def scaled_step(out, scale, x, u):
+    a = scale[0]
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = u[i] - a * x[i]
+
+
+register_generic("scaled_step", scaled_step, lambda f: (f[::1],) * 4)
+
+
+@step_kernel
+def sgd_update(out, scale, x, u, variable):
+    """variable ← u − scale·x, with out the variable's storage: the fused mul(scale, x) → sub(u, ·) →
+    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs)."""
+    return [BoundLaunch(scaled_step, grid_for(out.size), BLOCK, [flat(out), flat(scale), flat(x), flat(u)])]
+
+
 KERNELS = {
     "add": binary(ADD), "sub": binary(SUB), "mul": binary(MUL), "div": binary(DIV),
     "maximum": binary(MAXIMUM), "minimum": binary(MINIMUM),
     "neg": unary(NEG), "exp": unary(EXP), "log": unary(LOG), "sqrt": unary(SQRT),
-    "pow": pow, "select_grad": select_grad,
+    "pow": pow, "select_grad": select_grad, "sgd_update": sgd_update,
 }
+FUSIONS = {("mul", ("sub", 1), ("assign", 1)): "sgd_update"}
+CAN_FUSE = {"sgd_update": is_scaled_step}
