@@ -202,7 +202,13 @@ def training_rows(repeat, quick):
             ours = seconds_per_call(lambda: program.run(feeds), repeat, synchronize=lambda: None)
             flops = sum(s.flops for s in program.plan().steps)
         theirs = seconds_per_call(torch_step(torch_build(), x, y, train), repeat, synchronize=torch_sync)
-        row(name, ours, theirs, flops, target)
+        row(f"{name} ({launches_per_run(program)} launches)", ours, theirs, flops, target)
+
+
+def launches_per_run(program):
+    """The kernel launches one run of the program makes (a step may launch several: split-K adds a reduction)."""
+    return sum(len(s.params["bound"].launches) for s in program.plan().steps
+               if s.kernel is not None and "bound" in s.params)
 
 
 def kernel_replay(program, feeds, keep):

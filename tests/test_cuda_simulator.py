@@ -397,22 +397,26 @@ def test_schedule_shows_the_chosen_algorithms():
 
 @pytest.mark.parametrize("pool", [gn.max_pool2d, gn.avg_pool2d])
 def test_fused_layers_match_the_reference_and_show_in_the_schedule(pool):
-    """conv2d → relu, matmul → add(bias row) [→ relu] and pool_grad → relu_grad each run as one kernel (the GEMM's
-    epilogue, the pool gradient's mask), on every value the unfused ops would give."""
-    x, w, b = random((2, 2, 6, 6)), random((3, 2, 3, 3)), random((3,))
+    """conv2d → relu, matmul → add(bias row) [→ relu], pool_grad → relu_grad, matmul → relu_grad and
+    conv2d_grad_input → relu_grad each run as one kernel (a GEMM's epilogue, the pool gradient's mask), on every
+    value the unfused ops would give."""
+    x, w, b, v = random((2, 2, 6, 6)), random((3, 2, 3, 3)), random((3,)), random((3, 3, 3, 3))
     w1, b1, w2, b2 = random((27, 5)), random((5,)), random((5, 4)), random((1, 4))
 
-    def build(x, w, b, w1, b1, w2, b2):
-        h = pool(gn.relu(gn.conv2d(x, w, b, padding=1)), 2)
+    def build(x, w, b, v, w1, b1, w2, b2):
+        h = gn.relu(gn.conv2d(x, w, b, padding=1))
+        h = pool(gn.relu(gn.conv2d(h, v, padding=1)), 2)
         h = gn.relu(gn.reshape(h, (-1, 27)) @ w1 + b1)
         return h @ w2 + b2
 
-    check(build, x, w, b, w1, b1, w2, b2)
+    feeds = (x, w, b, v, w1, b1, w2, b2)
+    check(build, *feeds)
     with gn.Graph():
-        inputs = [gn.placeholder(v.shape, name=f"x{i}") for i, v in enumerate((x, w, b, w1, b1, w2, b2))]
+        inputs = [gn.placeholder(f.shape, name=f"x{i}") for i, f in enumerate(feeds)]
         y = build(*inputs)
         text = str(gn.compile([y] + gn.gradients(gn.sum(y), inputs[:1]), device="cuda").describe())
-    for fused in ("cuda.conv2d_relu[", "cuda.dense_relu[", "cuda.dense[", f"cuda.{pool.__name__}_grad_relu"):
+    for fused in ("cuda.conv2d_relu[", "cuda.dense_relu[", "cuda.dense[", f"cuda.{pool.__name__}_grad_relu",
+                  "cuda.matmul_relu_grad[", "cuda.conv2d_grad_input_relu_grad["):
         assert fused in text, f"{fused} missing from\n{text}"
 
 

@@ -33,8 +33,8 @@ import numpy as np
 from numba import cuda, types
 
 from ..errors import GraphError
-from .gemm import (ADD_BIAS, BIG_ENOUGH, I64, P_SIZE, RELU, TILINGS, U64, Operand, Output, choose_tiling, inside,
-                   pack, tiled_gemm)
+from .gemm import (ADD_BIAS, BIG_ENOUGH, I64, P_SIZE, RELU, RELU_GRAD, TILINGS, U64, Operand, Output, choose_tiling,
+                   inside, pack, tiled_gemm)
 from .launch import BoundLaunch, flat, step_kernel, shape_of
 from .reduce import ReductionPlan, SUM_KERNELS, reduction_launches
 from .registry import register
@@ -321,13 +321,25 @@ def conv2d_relu(out, x, w, b=None, *, stride, padding, dilation, groups, tiling=
     return [forward_launch(out, x, w, b, stride, padding, dilation, groups, tiling, relu=True)]
 
 
+def input_grad_launch(out, dy, w, relu_y, stride, padding, dilation, groups, tiling):
+    x_shape, w_shape, y_shape = shape_of(out), shape_of(w), shape_of(dy)
+    tiling = tiling or plan_conv("grad_input", x_shape, w_shape, y_shape, groups)[0]
+    return gemm_launch("grad_input", tiling, 1, out, w, dy, x_shape, w_shape, y_shape, stride, padding, dilation,
+                       groups, bias=relu_y, epilogue=0 if relu_y is None else RELU_GRAD)
+
+
 @step_kernel
 def conv2d_grad_input(out, dy, w, *, stride, padding, dilation, groups, tiling=None, splits=1, algorithm=None):
     """dx: the transposed convolution of dy with w"""
-    x_shape, w_shape, y_shape = shape_of(out), shape_of(w), shape_of(dy)
-    tiling = tiling or plan_conv("grad_input", x_shape, w_shape, y_shape, groups)[0]
-    return [gemm_launch("grad_input", tiling, 1, out, w, dy, x_shape, w_shape, y_shape, stride, padding, dilation,
-                        groups)]
+    return [input_grad_launch(out, dy, w, None, stride, padding, dilation, groups, tiling)]
+
+
+@step_kernel
+def conv2d_grad_input_relu_grad(out, dy, w, relu_y, *, stride, padding, dilation, groups, tiling=None, splits=1,
+                                algorithm=None):
+    """dx · [relu_y > 0]: the fused conv2d_grad_input → relu_grad (the relu before the convolution, whose output
+    relu_y is the convolution's input)"""
+    return [input_grad_launch(out, dy, w, relu_y, stride, padding, dilation, groups, tiling)]
 
 
 @step_kernel
@@ -353,8 +365,10 @@ def conv2d_grad_weight(out, dy, x, *, stride, padding, dilation, groups, tiling=
 
 
 KERNELS = {"conv2d": conv2d, "conv2d_relu": conv2d_relu, "conv2d_grad_input": conv2d_grad_input,
-           "conv2d_grad_weight": conv2d_grad_weight}
+           "conv2d_grad_input_relu_grad": conv2d_grad_input_relu_grad, "conv2d_grad_weight": conv2d_grad_weight}
 SPECIALIZE = {"conv2d": specializer("forward"), "conv2d_relu": specializer("forward"),
-              "conv2d_grad_input": specializer("grad_input"), "conv2d_grad_weight": specializer("grad_weight")}
-FUSIONS = {("conv2d", "relu"): "conv2d_relu"}
+              "conv2d_grad_input": specializer("grad_input"),
+              "conv2d_grad_input_relu_grad": specializer("grad_input"),
+              "conv2d_grad_weight": specializer("grad_weight")}
+FUSIONS = {("conv2d", "relu"): "conv2d_relu", ("conv2d_grad_input", "relu_grad"): "conv2d_grad_input_relu_grad"}
 WORKSPACE = {"conv2d_grad_weight": weight_grad_workspace}

@@ -18,7 +18,9 @@ once per block and only the second changes as K advances:
 p is a tuple of integers (sizes, strides, paddings), z the batch (matmul) or group (convolution) the block works on,
 `offsets` matmul's per-batch offsets and `table` the per-k parts of the convolutions' addresses, both made on the
 host once. p[4] is the epilogue, what happens to C[i, j] on its way out: + bias[bias_at] (ADD_BIAS), then the
-ReLU (RELU) — the fused conv2d → relu and matmul → add → relu of the schedule.
+ReLU (RELU) — the fused conv2d → relu and matmul → add → relu of the schedule; or the ReLU's gradient
+(RELU_GRAD: C · [y > 0], y the relu's output, read from `bias` at C's own place) — the fused matmul → relu_grad
+and conv2d_grad_input → relu_grad of the backward pass.
 
 Tiling (sizes are compile-time constants — shared arrays need them):
 
@@ -47,12 +49,13 @@ import numba
 from numba import cuda
 
 from ..errors import GraphError
-from .activations import f_relu
+from .activations import f_relu, f_relu_grad
 from .launch import SIMULATED
 
 P_SIZE = 24         # integers in p; p[0:5] = M, N, K, splits, epilogue; the layout of p[5:] belongs to each op
 ADD_BIAS = 1        # epilogue flags
 RELU = 2
+RELU_GRAD = 4
 SHARED_PAD = 4      # extra columns in the shared tiles: consecutive k of a k-contiguous tile fall in different banks
 RUN = 4             # a thread's rows (columns) come in runs of up to 4 neighbours: one 128-bit load each
 
@@ -257,7 +260,10 @@ def tiled_gemm(tiling, operand_a, operand_b, output, dtype):
                             value += bias[U64(bias_at(p, z, i, j))]
                         if epilogue & RELU:
                             value = f_relu(value, 0)
-                        out[U64(at_row + column_offset[v])] = value
+                        at = at_row + column_offset[v]
+                        if epilogue & RELU_GRAD:
+                            value = f_relu_grad(value, bias[U64(at)], 0)
+                        out[U64(at)] = value
 
     return gemm
 

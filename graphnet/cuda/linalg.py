@@ -12,6 +12,7 @@ The transposed variants read the contiguous index along the other tile axis, so 
 
 dense and dense_relu are the fused matmul → add (→ relu) of a 2-D product and one bias row (the rule in
 graphnet/backends/fusion.py): the kernel's epilogue adds bias[j] (and applies the ReLU) as C[i, j] is written.
+matmul_relu_grad is the fused matmul → relu_grad of a dense layer's backward pass: C · [y > 0] as it is written.
 """
 from functools import lru_cache
 
@@ -20,7 +21,7 @@ import numpy as np
 from numba import cuda, types
 
 from ..backends.fusion import is_bias_row_add
-from .gemm import (ADD_BIAS, I64, P_SIZE, RELU, TILINGS, U64, Operand, Output, choose_tiling, pack,
+from .gemm import (ADD_BIAS, I64, P_SIZE, RELU, RELU_GRAD, TILINGS, U64, Operand, Output, choose_tiling, pack,
                    tiled_gemm)
 from .launch import BoundLaunch, flat, step_kernel, shape_of
 from .layout import broadcast_strides
@@ -146,12 +147,20 @@ def dense(out, a, b, bias, *, transpose_a, transpose_b, tiling=None, algorithm=N
 
 
 @step_kernel
+def matmul_relu_grad(out, a, b, relu_y, *, transpose_a, transpose_b, tiling=None, algorithm=None):
+    """out = (op(a) @ op(b)) · [relu_y > 0]: the fused matmul → relu_grad (relu_y: the relu's output)"""
+    return [product_launch(out, a, b, relu_y, transpose_a, transpose_b, tiling, RELU_GRAD)]
+
+
+@step_kernel
 def dense_relu(out, a, b, bias, *, transpose_a, transpose_b, tiling=None, algorithm=None):
     """out = max(op(a) @ op(b) + bias, 0): the fused matmul → add → relu"""
     return [product_launch(out, a, b, bias, transpose_a, transpose_b, tiling, ADD_BIAS | RELU)]
 
 
-KERNELS = {"matmul": matmul, "dense": dense, "dense_relu": dense_relu}
-SPECIALIZE = {"matmul": specialize_matmul, "dense": specialize_matmul, "dense_relu": specialize_matmul}
-FUSIONS = {("matmul", "add", "relu"): "dense_relu", ("matmul", "add"): "dense"}
+KERNELS = {"matmul": matmul, "dense": dense, "dense_relu": dense_relu, "matmul_relu_grad": matmul_relu_grad}
+SPECIALIZE = {"matmul": specialize_matmul, "dense": specialize_matmul, "dense_relu": specialize_matmul,
+              "matmul_relu_grad": specialize_matmul}
+FUSIONS = {("matmul", "add", "relu"): "dense_relu", ("matmul", "add"): "dense",
+           ("matmul", "relu_grad"): "matmul_relu_grad"}
 CAN_FUSE = {"dense": is_bias_row_add, "dense_relu": is_bias_row_add}
