@@ -215,7 +215,8 @@ class Program:
         else:
             kernel_name = node.op.name
         flops = 0 if is_view else sum(n.op.flops([shapes[i] for i in n.inputs], shapes[n], n.attrs) for n in chain)
-        moved = 0 if is_view else (sum(numel(shapes[i]) * i.dtype.itemsize for i in inputs)
+        read = {id(i): i for i in inputs}.values()      # a fused step may take one array twice: count it once
+        moved = 0 if is_view else (sum(numel(shapes[i]) * i.dtype.itemsize for i in read)
                                    + numel(shapes[node]) * node.dtype.itemsize)
         if is_view:
             step = Step(chain, inputs, None, "view (no copy)", params)
@@ -250,7 +251,7 @@ class Program:
                 continue
             chain, chosen = [node], None
             for pattern in sorted(fusions, key=len, reverse=True):
-                candidate = self._match(node, pattern, readers, fetched, position)
+                candidate = self._match(node, pattern, readers, fetched, position, taken)
                 if candidate and self.backend.can_fuse(pattern, candidate, shapes):
                     chain, chosen = candidate, pattern
                     break
@@ -259,7 +260,7 @@ class Program:
         return groups
 
     @staticmethod
-    def _match(node, pattern, readers, fetched, position):
+    def _match(node, pattern, readers, fetched, position, taken):
         if node.op.name != fusion_link(pattern[0])[0]:
             return None
         chain = [node]
@@ -269,7 +270,7 @@ class Program:
             if current in fetched or len(readers[current]) != 1:
                 return None
             nxt = readers[current][0]
-            if (nxt.op.name != op_name or len(nxt.inputs) <= slot or nxt.inputs[slot] is not current
+            if (nxt in taken or nxt.op.name != op_name or len(nxt.inputs) <= slot or nxt.inputs[slot] is not current
                     or sum(i is current for i in nxt.inputs) != 1):
                 return None
             others = [i for k, i in enumerate(nxt.inputs) if k != slot]

@@ -329,6 +329,18 @@ def test_a_plain_sgd_update_runs_as_one_fused_step_with_the_textbook_values():
     np.testing.assert_allclose(w.numpy(), w0 - (0.1 + 0.1 + 0.5) * 0.25, rtol=1e-6)
 
 
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_a_hand_written_update_fuses_with_the_rate_on_either_side(device):
+    w0, g0 = np.array([1.0, -2.0, 0.5], "float32"), np.array([0.5, 0.25, -1.0], "float32")
+    with gn.Graph():
+        w = gn.variable(w0, name="w")
+        g = gn.placeholder((3,), "float32")
+        program = gn.compile(gn.assign(w, w - g * 0.2), device=device)
+        program.run({g: g0})
+    assert ("cpu.sgd_update" in str(program.describe())) == (device == "cpu")
+    np.testing.assert_allclose(w.numpy(), w0 - 0.2 * g0, rtol=1e-6)
+
+
 def test_an_update_stays_three_steps_where_a_later_read_of_the_weight_needs_the_old_value():
     """The fused step would run where the multiplication runs; a read of w scheduled after that must see the old
     w, so the chain is not fused — and cpu agrees with the reference either way."""

@@ -572,7 +572,10 @@ cdef void _scaled_step(real* out, const real* u, const real* x, real a, Py_ssize
 
 def sgd_update(cnp.ndarray out, cnp.ndarray scale, cnp.ndarray x, cnp.ndarray u, cnp.ndarray variable):
     """variable ← u − scale·x, with out the variable's storage: the fused mul(scale, x) → sub(u, ·) →
-    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs)."""
+    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs) and
+    may come second, as in mul(g, η)."""
+    if size(scale) != 1:
+        scale, x = x, scale
     require_floats("sgd_update", out, (scale, x, u))
     require_size("sgd_update", "the scale", scale, 1)
     require_size("sgd_update", "the gradient", x, size(out))

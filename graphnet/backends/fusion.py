@@ -18,10 +18,11 @@ def is_bias_row_add(chain, shapes):
 
 
 def is_scaled_step(chain, shapes):
-    """mul(a, x) → sub(u, ·) → assign(v, ·), a one number and x, u of v's shape, one dtype: v ← u − a·x (the
-    update of plain gradient descent, w ← w − η·g, and the last step of momentum SGD)."""
+    """mul(a, x) or mul(x, a) → sub(u, ·) → assign(v, ·), a one number and x, u of v's shape, one dtype:
+    v ← u − a·x (the update of plain gradient descent, w ← w − η·g, and the last step of momentum SGD)."""
     scale_node, sub_node, assign_node = chain
-    a, x = scale_node.inputs
+    first, second = scale_node.inputs
+    a, x = (first, second) if all(d == 1 for d in shapes[first]) else (second, first)
     u = sub_node.inputs[0]
     target = tuple(shapes[assign_node])
     one_number = all(d == 1 for d in shapes[a])

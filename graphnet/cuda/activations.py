@@ -25,16 +25,19 @@ from .registry import register_generic
 
 
 @cuda.jit(device=True)
-def f_relu(x, p):
-    """max(x, 0), NaN staying NaN as with np.maximum."""
+def f_relu(x, zero):
+    """max(x, 0), NaN staying NaN as with np.maximum; `zero` is 0 in x's type (the map kernels pass their constant,
+    0 for relu), so a float32 kernel never computes in float64."""
     if x > 0 or x != x:
         return x
-    return 0.0
+    return zero
 
 
 @cuda.jit(device=True)
 def f_relu_grad(dy, y, p):
-    return dy if y > 0 else dy * 0
+    """dy · [y > 0], a multiplication as in the reference (NaN or ±inf times 0 is NaN, −1 times 0 is −0); a float
+    times a boolean keeps the float's type"""
+    return dy * (y > 0)
 
 
 @cuda.jit(device=True)

@@ -18,7 +18,8 @@ through that formula instead of being stored:
                   dw to a workspace, and a reduction over the slices adds them (deterministically).
 
 p, the integers the device functions read: (M, N, K, splits, epilogue, N_img, C, H, W, K_out, OH, OW, R, S, sh, sw,
-pt, pl, dh, dw, G, TA, TB); the epilogue adds the bias and, for the fused conv2d → relu, applies the ReLU.
+pt, pl, dh, dw, G, TA, TB); the epilogue adds the bias and, for the fused conv2d → relu, applies the ReLU; for the
+fused conv2d_grad_input → relu_grad it multiplies by [relu_y > 0].
 
 No index is divided inside the K loop. An element's address is split into the part of its GEMM row or column,
 worked out once per block (see gemm.py), and the part of k, read from a table made on the host when the step is
@@ -234,7 +235,7 @@ def device_table(a_table, b_table):
 # shapes of the three GEMMs
 
 def geometry(x_shape, w_shape, y_shape, stride, padding, dilation, groups):
-    """p[4:]: (N_img, C, H, W, K_out, OH, OW, R, S, sh, sw, pt, pl, dh, dw, G)"""
+    """p[5:21]: (N_img, C, H, W, K_out, OH, OW, R, S, sh, sw, pt, pl, dh, dw, G)"""
     (n, c, h, w), (k, _, r, s), (oh, ow) = x_shape, w_shape, y_shape[2:]
     (sh, sw), ((pt, _), (pl, _)), (dh, dw) = stride, padding, dilation
     return [n, c, h, w, k, oh, ow, r, s, sh, sw, pt, pl, dh, dw, groups]

@@ -280,7 +280,11 @@ register_generic("scaled_step", scaled_step, lambda f: (f[::1],) * 4)
 @step_kernel
 def sgd_update(out, scale, x, u, variable):
     """variable ← u − scale·x, with out the variable's storage: the fused mul(scale, x) → sub(u, ·) →
-    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs)."""
+    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs) and
+    may come second, as in mul(g, η). The GPU computes u − scale·x as one fused multiply-add, rounding once where
+    the separate mul and sub round twice: the last bit may differ from theirs."""
+    if scale.size != 1:
+        scale, x = x, scale
     return [BoundLaunch(scaled_step, grid_for(out.size), BLOCK, [flat(out), flat(scale), flat(x), flat(u)])]
 
 

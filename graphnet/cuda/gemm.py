@@ -123,7 +123,8 @@ TILINGS = (                           # in order of preference for large product
     Tiling(128, 16, 8, 4, 2),
     Tiling(32, 32, 16, 2, 2),
 )
-BLOCKS_PER_SM = 2   # the compiler keeps registers to what two blocks per multiprocessor leave (128 for 256 threads)
+BLOCKS_PER_SM = 2   # float32: the compiler keeps registers to what two blocks per multiprocessor leave (128 for 256
+                    # threads); float64 needs twice the registers per value, and gets one block
 BIG_ENOUGH = 132    # blocks that keep every multiprocessor of a large GPU busy (an H100 has 132)
 
 
@@ -178,7 +179,9 @@ def tiled_gemm(tiling, operand_a, operand_b, output, dtype):
     load_slots_b = slot_loader(operand_b.fetch, B_LOADS)
     row_at, column_at, bias_at = output.row_at, output.column_at, output.bias_at
 
-    @cuda.jit(**({} if SIMULATED else {"launch_bounds": (THREADS, BLOCKS_PER_SM)}))
+    blocks_per_sm = BLOCKS_PER_SM if dtype.bitwidth <= 32 else 1
+
+    @cuda.jit(**({} if SIMULATED else {"launch_bounds": (THREADS, blocks_per_sm)}))
     def gemm(out, a, b, bias, offsets, table, p):
         tile_a = cuda.shared.array((BK, A_COLUMNS), dtype)      # tile_a[k, i] = A[row0 + i, k0 + k]
         tile_b = cuda.shared.array((BK, B_COLUMNS), dtype)      # tile_b[k, j] = B[k0 + k, col0 + j]
@@ -259,7 +262,7 @@ def tiled_gemm(tiling, operand_a, operand_b, output, dtype):
                         if epilogue & ADD_BIAS:
                             value += bias[U64(bias_at(p, z, i, j))]
                         if epilogue & RELU:
-                            value = f_relu(value, 0)
+                            value = f_relu(value, dtype(0))
                         at = at_row + column_offset[v]
                         if epilogue & RELU_GRAD:
                             value = f_relu_grad(value, bias[U64(at)], 0)
