@@ -570,6 +570,14 @@ cdef void _scaled_step(real* out, const real* u, const real* x, real a, Py_ssize
         _scaled_step_run(out, u, x, a, n)
 
 
+cdef void _scaled_step_typed(bint single, void* out, const void* u, const void* x, const void* a,
+                             Py_ssize_t n) noexcept nogil:
+    if single:
+        _scaled_step(<float*>out, <const float*>u, <const float*>x, (<const float*>a)[0], n)
+    else:
+        _scaled_step(<double*>out, <const double*>u, <const double*>x, (<const double*>a)[0], n)
+
+
 def sgd_update(cnp.ndarray out, cnp.ndarray scale, cnp.ndarray x, cnp.ndarray u, cnp.ndarray variable):
     """variable ← u − scale·x, with out the variable's storage: the fused mul(scale, x) → sub(u, ·) →
     assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs) and
@@ -584,13 +592,13 @@ def sgd_update(cnp.ndarray out, cnp.ndarray scale, cnp.ndarray x, cnp.ndarray u,
     cdef void* po = data(out)
     cdef const void* pu = data(u)
     cdef const void* px = data(x)
-    cdef void* pa = data(scale)
+    cdef const void* pa = data(scale)
     cdef bint single = is_single(out)
-    with nogil:
-        if single:
-            _scaled_step(<float*>po, <const float*>pu, <const float*>px, (<float*>pa)[0], n)
-        else:
-            _scaled_step(<double*>po, <const double*>pu, <const double*>px, (<double*>pa)[0], n)
+    if n >= RELEASE_GIL_MIN:        # a bias of a few values is updated faster than the GIL is released
+        with nogil:
+            _scaled_step_typed(single, po, pu, px, pa, n)
+    else:
+        _scaled_step_typed(single, po, pu, px, pa, n)
 
 
 KERNELS = {"add": add, "sub": sub, "mul": mul, "div": div, "maximum": maximum, "minimum": minimum,

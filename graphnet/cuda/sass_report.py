@@ -125,11 +125,11 @@ def gemm_kernels():
     return found
 
 
-def report(name, cc=(9, 0)):
+def report(name, kernels, cc=(9, 0)):
     import numba
     from numba import cuda
     from .ptx_check import _build_for, assemble, find_ptxas
-    kernel, tiling = gemm_kernels()[name]
+    kernel, tiling = kernels[name]
     dispatcher = kernel.kernel_for(np.dtype("float32"))
     _build_for(cc)
     ptx, _ = cuda.compile_ptx(dispatcher.py_func, kernel.signature(numba.float32), cc=cc,
@@ -161,15 +161,16 @@ def main(argv=None):
         print("nvdisasm not found: pip install 'nvidia-cuda-nvdisasm==13.2.*' (or put the CUDA toolkit's on PATH)")
         return 1
     cc = tuple(int(part) for part in args.cc.split("."))
-    names = args.kernels or list(gemm_kernels())
-    unknown = [name for name in names if name not in gemm_kernels()]
+    kernels = gemm_kernels()
+    names = args.kernels or list(kernels)
+    unknown = [name for name in names if name not in kernels]
     if unknown:
-        print(f"not a GEMM kernel: {', '.join(unknown)}; choose from {', '.join(gemm_kernels())}")
+        print(f"not a GEMM kernel: {', '.join(unknown)}; choose from {', '.join(kernels)}")
         return 1
     print(f"{'kernel':<40} {'regs':>4} {'FFMA':>5} {'issued':>6} {'share':>6} {'shared load':>11} {'calls':>5} "
           f"{'spills':>6}   (per K step and thread, sm_{cc[0]}{cc[1]})")
     for name in names:
-        r = report(name, cc)
+        r = report(name, kernels, cc)
         print(f"{r.name:<40} {r.registers:>4} {r.ffma:>5} {r.issued:>6} {r.ffma_share:>6.0%} "
               f"{r.widest_shared_load:>11} {r.calls:>5} {r.spill_accesses:>6}")
     return 0
