@@ -15,6 +15,7 @@ from .errors import DatasetError, FeedError, GraphError, GraphnetError, ShapeErr
 from .graph import Graph, Tensor, constant, get_default_graph, name_scope, placeholder, reset_default_graph, variable
 from .ops import *  # noqa: F401,F403 — every op is part of the public API
 from .backends import available_devices
+from .threads import get_num_threads, set_num_threads
 from . import checkpoint, data, nn, optim, train  # noqa: E402 — the training layer, built on the core above
 
 __version__ = "0.1.0"

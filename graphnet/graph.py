@@ -9,6 +9,7 @@
 Nothing is computed while the graph is built: each op only checks its inputs' shapes and records itself.
 """
 import contextlib
+import threading
 
 import numpy as np
 
@@ -225,12 +226,16 @@ class Placeholder(Op):
 
 class VariableState:
     """The value of a variable or constant. Each backend that runs it keeps one storage array for it, made once;
-    the value lives in whichever was written last, and moves to another backend when a program there runs."""
+    the value lives in whichever was written last, and moves to another backend when a program there runs.
+
+    `lock` is held by every program run that reads or writes the variable (program.py), and by `read` and `write`:
+    two threads never see the value half-updated, and two programs that update it never lose an update."""
 
     def __init__(self, value):
         self.host = value              # the value while no backend holds a newer one
         self.storages = {}             # backend -> its storage array, stable for the variable's life
         self.latest = None             # the backend holding the newest value, or None for `host`
+        self.lock = threading.RLock()
 
     def on(self, backend):
         """This backend's storage, holding the newest value. The caller may write it."""
@@ -244,13 +249,15 @@ class VariableState:
 
     def read(self):
         """A host copy of the newest value."""
-        if self.latest is None:
-            return self.host.copy()
-        return self.latest.to_host(self.storages[self.latest])
+        with self.lock:
+            if self.latest is None:
+                return self.host.copy()
+            return self.latest.to_host(self.storages[self.latest])
 
     def write(self, value):
-        self.host = value
-        self.latest = None
+        with self.lock:
+            self.host = value
+            self.latest = None
 
 
 class Source(Op):

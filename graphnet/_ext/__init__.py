@@ -1,1 +1,61 @@
-"""Cython kernels of the cpu backend (built by setup.py with OpenMP); each mirrors a NumPy reference kernel."""
+"""Cython kernels of the cpu backend (built by setup.py with OpenMP); each mirrors a NumPy reference kernel.
+
+Importing this package loads graphnet's private OpenMP runtime (libgraphnet_gomp.so.1, a renamed copy of GNU
+libgomp made by setup.py) with the settings chosen here, then every compiled kernel module, bound to that runtime:
+
+- Threads that wait for work spin only briefly (GOMP_SPINCOUNT=SPIN_COUNT, about 20-50 µs) and then sleep. libgomp's
+  default spins for 300,000 iterations (milliseconds on CPUs whose `pause` takes ~140 cycles): on an idle machine
+  that saves a wake-up, but when other programs keep every core busy a spinning thread burns the time slice that the
+  thread it waits for needs, and a LeNet-5 training step took 30x longer at 2 threads than at 1. Sleeping at once
+  (OMP_WAIT_POLICY=passive) is safe under load but cost 40% on an idle machine (every parallel loop waits for a
+  thread to wake up); a short spin keeps both (benchmarks/bench_contention.py measures it).
+- The runtime is private, so PyTorch's own libgomp, loaded before or after graphnet, neither imposes its settings on
+  graphnet nor receives graphnet's. The modules are loaded with RTLD_DEEPBIND so that their OpenMP calls bind to
+  this runtime even when another libgomp's symbols are global (PyTorch loads its dependencies RTLD_GLOBAL).
+- A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is respected; the environment is put back as it was once the
+  runtime has read it, so no other library sees a change.
+
+LOAD_ERROR is None when every module loaded, else the ImportError that the cpu backend reports.
+"""
+import ctypes
+import importlib
+import os
+import pkgutil
+import sys
+
+RUNTIME = "libgraphnet_gomp.so.1"
+SPIN_COUNT = "1000"
+
+runtime = None          # ctypes handle of the private OpenMP runtime
+modules = []            # the compiled kernel modules
+LOAD_ERROR = None
+
+
+def _load_runtime():
+    """Load the private libgomp with a short spin, unless the user chose a wait policy or spin count."""
+    path = os.path.join(os.path.dirname(__file__), RUNTIME)
+    user_chose = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
+    if not user_chose:
+        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    try:
+        return ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND)
+    finally:
+        if not user_chose:
+            del os.environ["GOMP_SPINCOUNT"]
+
+
+def _load_modules():
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+    try:
+        return [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)
+                if not info.name.startswith("_")]
+    finally:
+        sys.setdlopenflags(flags)
+
+
+try:
+    runtime = _load_runtime()
+    modules = _load_modules()
+except (ImportError, OSError) as error:
+    LOAD_ERROR = ImportError(str(error))

@@ -44,7 +44,9 @@ Algorithms, chosen per layer shape at compile time by SPECIALIZE (the schedule s
                    OpenBLAS runs them image by image without packing, and batching them loses that.
 
 Workspace and threads. The images are handed out to OpenMP threads one at a time (a dynamic schedule: on a
-shared machine a thread that loses its core for a while does not hold up the others); each thread owns one
+shared machine a thread that loses its core for a while does not hold up the others) — except for the weight
+gradient, a sum over the images, where each thread takes a fixed run of them (static) so that the sum is taken in
+the same order on every call (deterministic results for a given thread count); each thread owns one
 slot of the workspace for its unfolded image (its padded plane for `direct`), and for the weight gradient also its
 own partial dw, summed into `out` at the end. One slot per thread, not one per image: memory does not grow with the
 batch. The forward pass unfolds an image a few output rows at a time (forward_tile_rows), so that the tile the GEMM
@@ -392,20 +394,23 @@ cdef void grad_input_batch(const Conv* cv, Algorithm algorithm, const real* dy, 
 cdef void grad_weight_batch(const Conv* cv, Algorithm algorithm, const real* dy, const real* x, real* dw,
                             char* workspace, Py_ssize_t slot_bytes, Py_ssize_t tile_offset,
                             Py_ssize_t partial_offset, int threads) noexcept nogil:
-    """Each thread sums its images into the partial dw at the end of its slot; then dw = Σ partials."""
+    """Each thread sums its images into the partial dw at the end of its slot; then dw = Σ partials, in thread
+    order. The schedule is static — thread t always gets the same contiguous run of images — so that the sum is
+    taken in the same order on every call: the weight gradient is bit-for-bit the same from run to run at a given
+    thread count (with a dynamic schedule, which thread summed which images changed from call to call)."""
     cdef Py_ssize_t n, t, i, size = cv.kernels * cv.rows_per_group
     cdef int thread
     cdef real* partial
     for thread in range(threads):
         memset(workspace + thread * slot_bytes + partial_offset, 0, size * sizeof(real))
     if algorithm == BATCHED:
-        for t in prange(cv.tiles, num_threads=threads, schedule="dynamic"):
+        for t in prange(cv.tiles, num_threads=threads, schedule="static"):
             grad_weight_tile(cv, dy, x, <real*>(workspace + threadid() * slot_bytes + partial_offset),
                              tile_start(cv, t), tile_start(cv, t + 1) - tile_start(cv, t),
                              <real*>(workspace + threadid() * slot_bytes),
                              <real*>(workspace + threadid() * slot_bytes + tile_offset))
     else:
-        for n in prange(cv.images, num_threads=threads, schedule="dynamic"):
+        for n in prange(cv.images, num_threads=threads, schedule="static"):
             grad_weight_image(cv, algorithm, dy + n * cv.kernels * cv.out_plane, x + n * cv.channels * cv.in_plane,
                               <real*>(workspace + threadid() * slot_bytes + partial_offset),
                               <real*>(workspace + threadid() * slot_bytes))

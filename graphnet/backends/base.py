@@ -72,6 +72,10 @@ class Backend:
     def to_host(self, buffer):
         return np.array(buffer, copy=True)
 
+    def prepare_calling_thread(self):
+        """Called at the start of every run, in the thread that runs it (the cpu backend sets that thread's OpenMP
+        thread count there)."""
+
     def synchronize(self):
         """Wait until every kernel launched so far has finished (a GPU runs them asynchronously); used to time
         steps. The host backends run each kernel to completion when it is called."""

@@ -8,10 +8,7 @@ Every compiled module of graphnet/_ext that defines KERNELS is loaded; at module
     CAN_FUSE    {fused kernel name: fn(chain, shapes) -> bool}                    optional
 A kernel's params may carry "algorithm"; the printed schedule shows it as cpu.conv2d[im2col+sgemm].
 """
-import importlib
-import pkgutil
-
-from ... import _ext
+from ... import _ext, threads
 from ...errors import GraphError
 from ..base import Backend
 
@@ -21,12 +18,9 @@ NOT_BUILT = ("device 'cpu' needs graphnet's compiled kernels (graphnet/_ext), an
 
 
 def _load():
-    try:
-        modules = [importlib.import_module(f"graphnet._ext.{info.name}")
-                   for info in pkgutil.iter_modules(_ext.__path__)]
-    except ImportError as error:
-        raise GraphError(NOT_BUILT.format(problem=f"one failed to load: {error}")) from None
-    modules = [m for m in modules if hasattr(m, "KERNELS")]
+    if _ext.LOAD_ERROR is not None:
+        raise GraphError(NOT_BUILT.format(problem=f"one failed to load: {_ext.LOAD_ERROR}"))
+    modules = [m for m in _ext.modules if hasattr(m, "KERNELS")]
     if not modules:
         raise GraphError(NOT_BUILT.format(problem=f"none is built in {_ext.__path__[0]}"))
     merged = {key: {} for key in ("KERNELS", "SPECIALIZE", "WORKSPACE", "FUSIONS", "CAN_FUSE")}
@@ -54,6 +48,9 @@ class CpuBackend(Backend):
     def workspace_nbytes(self, op_name, params, in_shapes, out_shape, dtype):
         rule = self._workspace.get(op_name)
         return rule(params, in_shapes, out_shape, dtype) if rule else 0
+
+    def prepare_calling_thread(self):
+        threads.use_in_this_thread()
 
     def kernel_label(self, op_name, params):
         algorithm = params.get("algorithm")
