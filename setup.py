@@ -57,6 +57,11 @@ def make_private_runtime(folder):
 class BuildKernels(build_ext):
     """build_ext that first makes the private OpenMP runtime beside the kernels and links every kernel against it."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count()                 # the kernel modules compile side by side
+
     def run(self):
         folder = os.path.dirname(self.get_ext_fullpath("graphnet._ext.gemm"))
         runtime = make_private_runtime(folder)

@@ -42,8 +42,11 @@ import time
 SAMPLE_SECONDS = {"full": 0.03, "quick": 0.01}
 REPETITIONS = {"full": 15, "quick": 5}
 
-TARGETS = {         # case -> (peer, minimum of peer time / graphnet time), from issue 3
+TARGETS = {         # case -> (peer, minimum of peer time / graphnet time), from issues 3 and 11
     "MLP 64-64-10 train b32": ("PyTorch", 3.0),
+    "MLP 784-512-512-10 train b128": ("PyTorch", 1.0),
+    "LeNet C3 6->16 5x5 fwd": ("PyTorch", 1.0),
+    "conv 16->32 3x3/2 @32 fwd": ("PyTorch", 1.0),
     "LeNet-5 train b64": ("PyTorch", 1.5),
     "LeNet-5 train b256": ("PyTorch", 1.5),
     "LeNet-5 infer b256": ("PyTorch", 1.5),
@@ -480,24 +483,27 @@ class Layers:
         return Case(name, flops, runners)
 
     def pool_case(self, name, kind, x_shape):
+        """Pooling inside a graph, forward and backward: loss = Σ pool(x) · c for a fixed random c, and its
+        gradient with respect to x (torch: pool(x).backward(c))."""
         np, gn, torch = self.np, self.gn, self.torch
-        xv = np.random.default_rng(3).standard_normal(x_shape).astype("float32")
+        rng = np.random.default_rng(3)
+        xv = rng.standard_normal(x_shape).astype("float32")
+        cv = rng.standard_normal(x_shape[:2] + (x_shape[2] // 2, x_shape[3] // 2)).astype("float32")
         runners = {}
         for label, device in (("graphnet", "cpu"), ("NumPy", "reference")):
             with gn.Graph():
                 x = gn.placeholder((None,) + x_shape[1:], name="x")
                 y = (gn.max_pool2d if kind == "max" else gn.avg_pool2d)(x, 2)
-                prog = gn.compile(gn.gradients(gn.sum(y), [x]), device=device)
+                prog = gn.compile(gn.gradients(gn.sum(y * gn.constant(cv)), [x]), device=device)
             runners[label] = program_runner(prog, {x: xv})
         flops = schedule_flops(runners["graphnet"])
         if torch is not None:
             pool = torch.nn.MaxPool2d(2) if kind == "max" else torch.nn.AvgPool2d(2)
-            tx = torch.from_numpy(xv).requires_grad_(True)
-            ones = torch.ones(pool(tx).shape)
+            tx, tc = torch.from_numpy(xv).requires_grad_(True), torch.from_numpy(cv)
 
             def torch_call():
                 tx.grad = None
-                pool(tx).backward(ones)
+                pool(tx).backward(tc)
 
             runners["PyTorch"] = torch_call
         return Case(name, flops, runners)
