@@ -183,6 +183,7 @@ class Graph:
             dtype = np.dtype(op.infer_dtype([t.dtype for t in inputs], attrs))
         except ShapeRuleViolation as violation:
             raise ShapeError(f"{op.name} '{node_name}' ({site}): {violation}") from None
+        check_sizes(shape, f"{op.name} '{node_name}' ({site})")
         node = Tensor(self, op, list(inputs), attrs, node_name, shape, dtype, list(refs), site, self._phase)
         self.nodes.append(node)
         return node
@@ -284,19 +285,51 @@ class ConstantOp(Source):
 
 FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 
+# The most elements an axis of a tensor may have: BLAS and the kernels take sizes as 32-bit ints.
+MAX_SIZE = 2 ** 31 - 1
+
+
+def check_sizes(shape, what):
+    """A ShapeError naming `what` if an axis of `shape` is longer than MAX_SIZE."""
+    for axis, size in enumerate(shape):
+        if size is not None and size > MAX_SIZE:
+            raise ShapeError(f"{what}: axis {axis} would have {size} elements, more than graphnet's limit of "
+                             f"2**31 - 1 = {MAX_SIZE} per axis (BLAS and the kernels index an axis with a 32-bit "
+                             "int); split the tensor, e.g. into a batch axis")
+
+
+def is_supported_dtype(dtype):
+    """bool, the integers (labels, masks, counters), float32 and float64: what graphnet's kernels compute in."""
+    return dtype.kind in "biu" or dtype in FLOAT_DTYPES
+
 
 def _as_dtype(dtype, what, site):
+    """np.dtype(dtype), or a GraphError naming `what` if it is no dtype or one graphnet has no kernels for."""
     try:
-        return np.dtype(dtype)
+        result = np.dtype(dtype)
     except TypeError:
         raise GraphError(f"{what} ({site}): dtype {dtype!r} is not a NumPy dtype; use 'float32', 'float64' "
                          "or 'int64'") from None
+    if not is_supported_dtype(result):
+        raise GraphError(f"{what} ({site}): dtype {result} is not supported: {_why_not(result)}")
+    return result
+
+
+def _why_not(dtype):
+    if dtype.kind == "c":
+        return ("graphnet has no complex arithmetic; carry the real and imaginary parts as two float tensors "
+                "(value.real, value.imag)")
+    if dtype.kind == "f":
+        return (f"graphnet computes in float32 and float64 only, and would silently widen or round a {dtype}; "
+                f"use 'float32' and convert the data with .astype('float32')")
+    return ("graphnet's tensors hold numbers: float32, float64, integers (labels, masks) or bool; convert the data "
+            "to one of them")
 
 
 def placeholder(shape, dtype="float32", name=None):
     """A value fed at run time: `prog.run({x: batch})`. `None` in `shape` means any size (usually the batch)."""
     site = user_site()
-    dtype = _as_dtype(dtype, "placeholder", site)
+    dtype = _as_dtype(dtype, f"placeholder '{name or 'placeholder'}'", site)
     if isinstance(shape, int) or shape is None:
         raise GraphError(f"placeholder ({site}): shape must be a tuple such as (None, 784), got {shape!r}")
     shape = tuple(shape)
@@ -305,6 +338,7 @@ def placeholder(shape, dtype="float32", name=None):
             raise GraphError(f"placeholder ({site}): shape {shape} has {d!r}; each size must be an int >= 0 "
                              "or None for 'any size'")
     shape = tuple(None if d is None else int(d) for d in shape)
+    check_sizes(shape, f"placeholder '{name or 'placeholder'}' ({site}): shape {format_shape(shape)}")
     return get_default_graph().apply(Placeholder(), [], {"shape": shape, "dtype": dtype}, name=name, site=site)
 
 
@@ -312,7 +346,7 @@ def variable(value, name=None, trainable=True, dtype=None):
     """State that keeps its value across runs (weights). `value` is copied; float arrays default to float32 only
     when given as Python lists."""
     site = user_site()
-    array = _to_array(value, dtype, site)
+    array = _to_array(value, dtype, site, f"variable '{name or 'variable'}'")
     state = VariableState(array)
     return get_default_graph().apply(VariableOp(), [], {"state": state, "trainable": bool(trainable)},
                                      name=name or "variable", site=site)
@@ -321,32 +355,45 @@ def variable(value, name=None, trainable=True, dtype=None):
 def constant(value, dtype=None, name=None):
     """A fixed value baked into the graph."""
     site = user_site()
-    array = _to_array(value, dtype, site)
+    array = _to_array(value, dtype, site, f"constant '{name or 'constant'}'")
     return get_default_graph().apply(ConstantOp(), [], {"state": VariableState(array)},
                                      name=name or "constant", site=site)
 
 
-def _to_array(value, dtype, site):
+def _to_array(value, dtype, site, what="value"):
     if isinstance(value, Tensor):
-        raise GraphError(f"({site}): expected a NumPy value, got the tensor '{value.name}'")
-    if dtype is None and not isinstance(value, np.ndarray):
-        array = np.asarray(value)
-        if array.dtype.kind == "f":
-            array = array.astype("float32")
-    else:
-        array = np.asarray(value, dtype=None if dtype is None else _as_dtype(dtype, "value", site))
+        raise GraphError(f"{what} ({site}): expected a NumPy value, got the tensor '{value.name}'")
+    try:
+        if dtype is None and not isinstance(value, np.ndarray):
+            array = np.asarray(value)
+            if array.dtype.kind == "f":
+                array = array.astype("float32")
+        else:
+            array = np.asarray(value, dtype=None if dtype is None else _as_dtype(dtype, what, site))
+    except (ValueError, OverflowError) as error:      # ragged nested lists, a number that does not fit the dtype
+        raise GraphError(f"{what} ({site}): the value is not an array of one dtype: {error}") from None
+    _as_dtype(array.dtype, what, site)
     return np.array(array, order="C", copy=True)
 
 
 def as_tensor(value, like=None):
-    """A tensor for `value`: tensors pass through; numbers and arrays become constants (of `like`'s dtype for
-    Python scalars, so `x * 2` keeps x's float32)."""
+    """A tensor for `value`: tensors pass through; numbers and arrays become constants. A number next to a tensor
+    `like` gets the dtype NumPy 2 would give the pair (NEP 50): `x * 2` keeps x's float32, `labels * 0.5` is
+    float64 — the number is never truncated to an integer dtype."""
     if isinstance(value, Tensor):
         return value
     graph = like.graph if like is not None else get_default_graph()
     with _graph_context(graph):
-        if like is not None and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-            return constant(np.asarray(value, dtype=like.dtype))
+        if like is not None and isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+            number = value.item() if isinstance(value, np.generic) else value
+            dtype = np.result_type(like.dtype, number)
+            try:
+                array = np.asarray(number, dtype=dtype)
+            except OverflowError:
+                raise ShapeError(f"the Python integer {number} next to '{like.name}' ({user_site()}) does not fit "
+                                 f"{dtype}, its dtype (NumPy 2 raises here too); cast '{like.name}' to a wider "
+                                 f"integer first, e.g. gn.cast({like.name}, 'int64')") from None
+            return constant(array)
         return constant(value)
 
 

@@ -29,6 +29,10 @@ class Op:
         raise GraphError(f"op {self.name!r} has no gradient rule; gradients of gradients (second derivatives) "
                          "are not supported for it")
 
+    def check_runnable(self, in_shapes, attrs):
+        """Refuse concrete shapes that the shape rule allows but a run cannot compute (raise ShapeRuleViolation);
+        checked when a plan is made for a run, not when a schedule is only described."""
+
     def flops(self, in_shapes, out_shape, attrs):
         """Floating-point operations for one execution; by default one per output element."""
         return numel(out_shape)

@@ -122,9 +122,21 @@ class StepDecay(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """η_t = η₀ · r^(t / decay_steps): multiply by r every decay_steps steps, smoothly."""
+    """η_t = η₀ · r^(t / decay_steps): multiply by r every decay_steps steps, smoothly.
+
+    The order is (initial, decay_rate, decay_steps), with 0 < decay_rate <= 1. Keras's ExponentialDecay takes
+    (initial_learning_rate, decay_steps, decay_rate): ExponentialDecay(0.1, 1000, 0.96) would multiply the rate
+    by 1000 every 0.96 steps, so a decay_rate above 1 is refused — pass both by keyword to be unambiguous."""
 
     def __init__(self, initial, decay_rate, decay_steps=1):
+        if not 0 < decay_rate <= 1:
+            keras = (f"; if you meant Keras's order (initial, decay_steps, decay_rate), write ExponentialDecay("
+                     f"{initial!r}, decay_rate={decay_steps!r}, decay_steps={decay_rate!r})"
+                     if 0 < decay_steps <= 1 < decay_rate else "")
+            raise GraphError(f"ExponentialDecay: decay_rate must be in (0, 1] (the factor applied every decay_steps "
+                             f"steps), got decay_rate={decay_rate!r}, decay_steps={decay_steps!r}{keras}")
+        if not decay_steps > 0:
+            raise GraphError(f"ExponentialDecay: decay_steps must be > 0, got {decay_steps!r}")
         self.initial, self.decay_rate, self.decay_steps = float(initial), float(decay_rate), float(decay_steps)
 
     def __call__(self, step):

@@ -3,14 +3,22 @@
 The first run with a new combination of feed shapes makes a *plan* for it — concrete shapes, kernel parameters,
 the memory plan and the buffers — and keeps it; every later run with those shapes only copies the feeds in, calls
 the kernels in order and copies the fetches out. `print(prog)` shows the schedule as a table.
+
+A plan is made in two stages. Its *layout* (shapes, steps, the offset of every buffer in the arena) costs no
+memory and is all that `describe` and `plan` need; its *binding* (the arena allocated, every value a view into
+it) happens before the first run with those shapes. A program keeps the plans of its PLAN_CACHE_SIZE most
+recently used feed shapes (a least-recently-used cache): a run with an older shape makes its plan again.
 """
+import contextlib
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import FeedError, GraphError, ShapeError, ShapeRuleViolation
-from .graph import Tensor, format_shape
+from .graph import Tensor, check_sizes, format_shape
 from .memory import Buffer, aligned, plan_offsets
 from .op import numel
 
@@ -45,17 +53,35 @@ class Step:
         return "+".join(n.op.name for n in self.nodes)
 
 
+# How many plans (one per combination of feed shapes) a program keeps, the least recently used dropped first.
+PLAN_CACHE_SIZE = 8
+
+
 @dataclass
 class Plan:
-    """Everything a run with one combination of feed shapes needs, made once."""
+    """Everything a run with one combination of feed shapes needs, made once.
+
+    The layout (the first five fields) is made by `Program._make_plan` and takes no memory; `Program._bind`
+    allocates the arena and fills in the last three before the first run with these shapes."""
     shapes: dict
     steps: list
-    buffers: list
+    buffers: list           # one per computed value and feed, then the kernels' workspaces; each has its offset
     arena_nbytes: int
     naive_nbytes: int
-    values: dict            # node -> its array (arena view, variable storage or feed buffer)
-    calls: list             # (fn, out, ins, params) for the steps that run a kernel
-    call_nodes: list        # the node of each call, for error messages
+    values: dict = None     # node -> its array (arena view, variable storage or feed buffer)
+    calls: list = None      # (fn, out, ins, params) for the steps that run a kernel
+    call_nodes: list = None  # the node of each call, for error messages
+    feed_readers: dict = None   # placeholder -> [(a call's input list, position)]: where its kernels read it
+
+    @property
+    def bound(self):
+        """Whether the arena is allocated and the calls are ready to run."""
+        return self.calls is not None
+
+
+def is_workspace(buffer):
+    """Whether an arena buffer is a kernel's scratch memory (key ('workspace', step index)) rather than a value."""
+    return isinstance(buffer.key, tuple) and buffer.key[0] == "workspace"
 
 
 def fusion_link(element):
@@ -80,7 +106,13 @@ class Program:
         assigned = {n.inputs[0] for n in by_id if n.op.name == "assign"}
         self.fetched_before_update = [f for f in fetches if f in assigned]
         self.rng = RngState()
-        self._plans = {}
+        # A run holds this program's lock and the lock of every variable it reads or writes, taken in one global
+        # order (by id) so that two programs sharing variables cannot deadlock.
+        self._lock = threading.Lock()
+        self._state_locks = [s.lock for s in sorted({id(n.attrs["state"]): n.attrs["state"]
+                                                     for n in self.stored}.values(), key=id)]
+        self._plans = OrderedDict()     # feed shapes -> Plan, the most recently used last (PLAN_CACHE_SIZE)
+        self._plans_lock = threading.Lock()     # plan() and describe() may run beside a run
         self._last_plan = None
 
     def rng_state(self):
@@ -92,11 +124,23 @@ class Program:
 
     # -- running -------------------------------------------------------------------------------------------------
     def run(self, feeds=None):
-        """Feed the placeholders, run the schedule, return the fetches as NumPy arrays (in the fetches' form)."""
-        plan, before_update = self._execute(feeds)
-        results = [before_update[f] if f in before_update else self.backend.to_host(plan.values[f])
-                   for f in self.fetches]
+        """Feed the placeholders, run the schedule, return the fetches as NumPy arrays (in the fetches' form).
+
+        Safe to call from several Python threads: runs of one program, and runs of programs that share a
+        variable, take turns (each sees and leaves the variables whole); other programs run at the same time."""
+        with self._exclusive():
+            plan, before_update = self._execute(feeds)
+            results = [before_update[f] if f in before_update else self.backend.to_host(plan.values[f])
+                       for f in self.fetches]
         return results[0] if self.single else results
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        with contextlib.ExitStack() as held:
+            held.enter_context(self._lock)
+            for lock in self._state_locks:
+                held.enter_context(lock)
+            yield
 
     def _execute(self, feeds, call_seconds=None):
         """One run of the schedule: feeds in, every call in order. With `call_seconds` (a list per call), each call
@@ -104,40 +148,76 @@ class Program:
         arrays = self._check_feeds(feeds or {})
         plan = self._plan_for(arrays)
         backend = self.backend
+        backend.prepare_calling_thread()
         for node in self.stored:
             node.attrs["state"].on(backend)       # pull values written elsewhere (host, another device)
-        for node, array in arrays.items():
-            backend.copy_in(plan.values[node], array)
+        self._feed(plan, arrays)
         self.rng.counter += 1
         before_update = {f: backend.to_host(plan.values[f]) for f in self.fetched_before_update}
-        for index, (fn, out, ins, params) in enumerate(plan.calls):
-            try:
-                if call_seconds is None:
+        try:
+            for index, (fn, out, ins, params) in enumerate(plan.calls):
+                try:
+                    if call_seconds is None:
+                        fn(out, *ins, **params)
+                        continue
+                    backend.synchronize()
+                    start = time.perf_counter()
                     fn(out, *ins, **params)
-                    continue
-                backend.synchronize()
-                start = time.perf_counter()
-                fn(out, *ins, **params)
-                backend.synchronize()
-                call_seconds[index].append(time.perf_counter() - start)
-            except Exception as error:
-                node = plan.call_nodes[index]
-                error.add_note(f"while running {node.op.name} '{node.name}' created at {node.site}")
-                raise
+                    backend.synchronize()
+                    call_seconds[index].append(time.perf_counter() - start)
+                except Exception as error:
+                    node = plan.call_nodes[index]
+                    error.add_note(f"while running {node.op.name} '{node.name}' created at {node.site}")
+                    raise
+        finally:
+            self._feed_readers_to_arena(plan)       # keep no reference to the caller's arrays after the run
         return plan, before_update
 
+    def _feed(self, plan, arrays):
+        """Give the kernels each feed. A C-contiguous array of the placeholder's dtype on a host backend is read
+        where it lies (no copy: an 8 MB batch costs ~0.6 ms to copy); anything else is converted into the
+        placeholder's buffer in the arena."""
+        backend = self.backend
+        for node, array in arrays.items():
+            readers = plan.feed_readers.get(node)
+            if (readers and backend.reads_host_arrays and type(array) is np.ndarray and array.dtype == node.dtype
+                    and array.flags.c_contiguous and array.flags.aligned):
+                for ins, position in readers:
+                    ins[position] = array
+            else:
+                backend.copy_in(plan.values[node], array)
+
+    @staticmethod
+    def _feed_readers_to_arena(plan):
+        for node, readers in plan.feed_readers.items():
+            for ins, position in readers:
+                ins[position] = plan.values[node]
+
     def _check_feeds(self, feeds):
+        """{placeholder: array}: each placeholder of this program's graph fed once (as the tensor or by its name)
+        with a value that fits it (check_feed), and every placeholder the fetches need fed."""
         if not isinstance(feeds, dict):
             raise FeedError(f"feeds must be a dict {{placeholder: array}}, got {type(feeds).__name__}")
         graph = self.fetches[0].graph
         by_name = {n.name: n for n in graph.nodes if n.op.name == "placeholder"}
-        arrays = {}
+        arrays, fed_as = {}, {}
         for key, value in feeds.items():
             node = by_name.get(key) if isinstance(key, str) else key
+            what = f"'{key}'" if isinstance(key, str) else repr(key)
             if not isinstance(node, Tensor) or node.op.name != "placeholder":
-                what = f"'{key}'" if isinstance(key, str) else repr(key)
                 raise FeedError(f"cannot feed {what}: only placeholders are fed; this program's are "
                                 f"{', '.join(repr(p.name) for p in self.placeholders) or 'none'}")
+            if node.graph is not graph:
+                namesake = by_name.get(node.name)
+                raise FeedError(f"placeholder '{node.name}' ({node.site}) belongs to another graph than this "
+                                f"program's fetches ({', '.join(repr(f.name) for f in self.fetches)}); a program "
+                                "is fed the placeholders of the graph it was built from"
+                                + (f": feed its '{node.name}' ({namesake.site}) instead" if namesake is not None
+                                   else ""))
+            if node in fed_as:
+                raise FeedError(f"placeholder '{node.name}' ({node.site}) is fed twice, as {fed_as[node]} and as "
+                                f"{'the name ' + what if isinstance(key, str) else 'the tensor'}; feed it once")
+            fed_as[node] = f"the name '{key}'" if isinstance(key, str) else "the tensor"
             if node not in self.placeholders:
                 continue                          # a placeholder these fetches do not need
             arrays[node] = check_feed(node, value)
@@ -150,52 +230,79 @@ class Program:
         return arrays
 
     def _plan_for(self, arrays):
-        key = tuple(arrays[p].shape for p in self.placeholders)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = self._make_plan({p: arrays[p].shape for p in self.placeholders})
+        """The plan for a run with these feeds, bound (its arena allocated) and ready to run."""
+        plan = self._cached_plan({p: arrays[p].shape for p in self.placeholders})
+        if not plan.bound:
+            self._bind(plan)
         self._last_plan = plan
+        return plan
+
+    def _cached_plan(self, feed_shapes):
+        """The plan for these feed shapes from the cache (which it becomes the most recent entry of), or a new
+        layout; the least recently used plan is dropped, with its arena, when there are more than
+        PLAN_CACHE_SIZE."""
+        key = tuple(tuple(feed_shapes[p]) for p in self.placeholders)
+        with self._plans_lock:
+            plan = self._plans.pop(key, None)
+            if plan is None:
+                plan = self._make_plan(feed_shapes)
+            self._plans[key] = plan
+            while len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
         return plan
 
     # -- planning ------------------------------------------------------------------------------------------------
     def _make_plan(self, feed_shapes):
+        """The layout for these feed shapes: concrete shapes, steps (kernels chosen, costs counted) and the memory
+        plan's offsets. Nothing is allocated: `_bind` does that before a run."""
         backend = self.backend
         shapes = self._concrete_shapes(feed_shapes)
         steps = [self._make_step(chain, pattern, shapes) for chain, pattern in self._fuse(shapes)]
-        buffers, root = self._lifetimes(steps, shapes)
-        workspaces = []
+        buffers = self._lifetimes(steps, shapes)
         for index, step in enumerate(steps):
             if step.kernel is None:
                 continue
             nbytes = backend.workspace_nbytes(step.kernel_name, step.params, [shapes[i] for i in step.inputs],
                                               shapes[step.node], step.node.dtype)
             if nbytes:
-                workspaces.append(Buffer(("workspace", index), nbytes, index, index))
-        all_buffers = buffers + workspaces
-        arena_nbytes = plan_offsets(all_buffers, reuse=self.reuse_memory)
-        naive = sum(aligned(b.nbytes) for b in all_buffers)
-        arena = backend.allocate(max(arena_nbytes, 1))
-        values = {}
-        for node in self.stored:
-            values[node] = node.attrs["state"].on(backend)
-        for b in buffers:
-            values[b.key] = backend.view(arena, b.offset, shapes[b.key], b.key.dtype)
+                buffers.append(Buffer(("workspace", index), nbytes, index, index))
+        arena_nbytes = plan_offsets(buffers, reuse=self.reuse_memory)
+        naive = sum(aligned(b.nbytes) for b in buffers)
+        return Plan(shapes, steps, buffers, arena_nbytes, naive)
+
+    def _bind(self, plan):
+        """Allocate the plan's arena and give every value its array: a view of the arena at its offset, the
+        storage of a variable or constant, or (for a free view or an assignment) its source's array. Then the
+        calls: (kernel, out, ins, params) for each step that runs one."""
+        backend, shapes, steps = self.backend, plan.shapes, plan.steps
+        self._check_runnable(shapes)
+        arena = backend.allocate(max(plan.arena_nbytes, 1))
+        values = {node: node.attrs["state"].on(backend) for node in self.stored}
+        for b in plan.buffers:
+            if is_workspace(b):
+                steps[b.key[1]].params["workspace"] = backend.view(arena, b.offset, (b.nbytes,), np.uint8)
+            else:
+                values[b.key] = backend.view(arena, b.offset, shapes[b.key], b.key.dtype)
         for step in steps:
             node = step.node
             if node.op.name == "assign":
                 values[node] = values[node.inputs[0]]          # the variable's own storage
             elif step.kernel is None:
                 values[node] = backend.reshape(values[node.inputs[node.op.view_of_input]], shapes[node])
-        for b in workspaces:
-            steps[b.key[1]].params["workspace"] = backend.view(arena, b.offset, (b.nbytes,), np.uint8)
         calls = []
         for step in steps:
             step.ins = [values[i] for i in step.inputs]
             step.out = values[step.node]
             if step.kernel is not None:
                 calls.append((step.kernel, step.out, step.ins, step.params))
-        call_nodes = [s.node for s in steps if s.kernel is not None]
-        return Plan(shapes, steps, all_buffers, arena_nbytes, naive, values, calls, call_nodes)
+        plan.values, plan.calls = values, calls
+        plan.call_nodes = [s.node for s in steps if s.kernel is not None]
+        # A feed the kernels may read where the user's array lies: not fetched, no view of it taken.
+        viewed = {s.node.inputs[s.node.op.view_of_input] for s in steps if s.kernel is None}
+        plan.feed_readers = {p: [(s.ins, k) for s in steps if s.kernel is not None
+                                 for k, i in enumerate(s.inputs) if i is p]
+                             for p in self.placeholders if p not in viewed and p not in self.fetches}
+        return plan
 
     def _make_step(self, chain, pattern, shapes):
         """Bind one step: its kernel (chosen by the backend for these shapes), parameters and costs."""
@@ -297,13 +404,29 @@ class Program:
                 shape = tuple(node.op.infer_shape([shapes[i] for i in node.inputs], node.attrs,
                                                   [shapes[r] for r in node.refs]))
             except ShapeRuleViolation as violation:
-                fed = ", ".join(f"'{p.name}' {format_shape(s)}" for p, s in feed_shapes.items())
-                raise ShapeError(f"{node.op.name} '{node.name}' ({node.site}): {violation} (with the feeds {fed})") from None
+                raise ShapeError(f"{node.op.name} '{node.name}' ({node.site}): {violation} (with the feeds "
+                                 f"{self._fed(feed_shapes)})") from None
             if len(shape) != len(node.shape) or any(d is not None and d != c for d, c in zip(node.shape, shape)):
                 raise GraphError(f"internal: {node.op.name} '{node.name}' inferred {format_shape(shape)} at run "
                                  f"time but {format_shape(node.shape)} at build time")
+            check_sizes(shape, f"{node.op.name} '{node.name}' ({node.site}) with the feeds {self._fed(feed_shapes)}")
             shapes[node] = shape
         return shapes
+
+    @staticmethod
+    def _fed(feed_shapes):
+        return ", ".join(f"'{p.name}' {format_shape(s)}" for p, s in feed_shapes.items()) or "none"
+
+    def _check_runnable(self, shapes):
+        """Shapes every rule allows but no run can compute (e.g. batch norm's variance of one value): refused when
+        a plan is bound for a run — describing it is still fine."""
+        feed_shapes = {p: shapes[p] for p in self.placeholders}
+        for node in self.nodes:
+            try:
+                node.op.check_runnable([shapes[i] for i in node.inputs], node.attrs)
+            except ShapeRuleViolation as violation:
+                raise ShapeError(f"{node.op.name} '{node.name}' ({node.site}): {violation} (with the feeds "
+                                 f"{self._fed(feed_shapes)})") from None
 
     def _lifetimes(self, steps, shapes):
         """One arena buffer per computed value (and per feed), live from its writer to its last reader. A view
@@ -330,26 +453,26 @@ class Program:
             owner = root.get(f, f)
             if owner in buffers:
                 buffers[owner].last = end
-        return list(buffers.values()), root
+        return list(buffers.values())
 
     # -- reading -------------------------------------------------------------------------------------------------
     def plan(self, batch_size=None, feed_shapes=None):
-        """The plan for given feed shapes, or with every None size of the placeholders set to `batch_size`."""
+        """The plan for given feed shapes, or with every None size of the placeholders set to `batch_size` (without
+        either: the last run's plan, else batch size 1). A plan no run has used yet is a layout only: it allocates
+        nothing, so describing a program at any batch size costs no memory."""
         if feed_shapes is None:
             if batch_size is None and self._last_plan is not None:
                 return self._last_plan
             n = 1 if batch_size is None else batch_size
             feed_shapes = {p: tuple(n if d is None else d for d in p.shape) for p in self.placeholders}
-        key = tuple(tuple(feed_shapes[p]) for p in self.placeholders)
-        if key not in self._plans:
-            self._plans[key] = self._make_plan(feed_shapes)
-        return self._plans[key]
+        return self._cached_plan(feed_shapes)
 
     def __str__(self):
         return self.describe()
 
     def describe(self, batch_size=None, phases=None):
         """The schedule as a table: one row per step, forward then backward, and the memory plan's summary.
+        Describing allocates nothing (the memory plan is a layout of offsets), whatever the batch size.
 
         phases: show only the rows of these phases, e.g. ("forward", "backward") to leave out the optimizer's
         update steps (a line says how many were left out; the totals still count every step)."""
@@ -360,10 +483,11 @@ class Program:
     def profile(self, feeds=None, repeat=20):
         """Time each step: the median over `repeat` whole runs (after one to warm up), in seconds; returns
         [(step, seconds)] and prints a table. The runs are real runs: a training program's updates happen."""
-        plan, _ = self._execute(feeds)
-        call_seconds = [[] for _ in plan.calls]
-        for _ in range(repeat):
-            self._execute(feeds, call_seconds)
+        with self._exclusive():
+            plan, _ = self._execute(feeds)
+            call_seconds = [[] for _ in plan.calls]
+            for _ in range(repeat):
+                self._execute(feeds, call_seconds)
         seconds = dict(zip(plan.call_nodes, (float(np.median(t)) for t in call_seconds)))
         result = [(step, seconds.get(step.node, 0.0)) for step in plan.steps]
         total = sum(t for _, t in result) or 1.0
@@ -377,8 +501,14 @@ class Program:
 
 
 def check_feed(node, value):
-    """The fed value as an array, after checking its rank, its known sizes and that its dtype converts safely."""
-    array = np.asarray(value)
+    """The fed value as an array, after checking that it is one (not a ragged list), its rank, its sizes, that its
+    dtype converts safely and that its values fit the placeholder's integer dtype (no wrapping around)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise FeedError(f"placeholder '{node.name}' ({node.site}) expects an array of shape "
+                        f"{format_shape(node.shape)}; the value fed is not one (rows of different lengths?): "
+                        f"{error}") from None
     expected = node.shape
     if array.ndim != len(expected) or any(d is not None and d != a for d, a in zip(expected, array.shape)):
         hint = ""
@@ -392,11 +522,26 @@ def check_feed(node, value):
     target = node.dtype
     source = array.dtype
     safe = (np.can_cast(source, target, "same_kind")
-            or (target.kind == "f" and source.kind in "iub"))
+            or (target.kind == "f" and source.kind in "iub")
+            or (target.kind in "iu" and source.kind in "iu"))       # integers: their values are checked below
     if not safe:
         raise FeedError(f"placeholder '{node.name}' ({node.site}) has dtype {target}; a {source} array does not "
                         f"convert safely" + (" (floats are not class labels: round them and cast to int64)"
                                              if target.kind in "iu" and source.kind == "f" else ""))
+    if target.kind in "iu" and source.kind in "iu" and not np.can_cast(source, target, "safe") and array.size:
+        low, high = np.iinfo(target).min, np.iinfo(target).max
+        outside = array[(array < low) | (array > high)]
+        if outside.size:
+            raise FeedError(f"placeholder '{node.name}' ({node.site}) has dtype {target}, which holds {low}..{high}; "
+                            f"the {source} array fed has {outside[0]} ({outside.size} value(s) outside), which "
+                            f"would wrap around. Feed values in range, or declare the placeholder with a wider "
+                            f"dtype such as 'int64'")
+    from .graph import MAX_SIZE
+    too_long = [size for size in array.shape if size > MAX_SIZE]
+    if too_long:
+        raise FeedError(f"placeholder '{node.name}' ({node.site}): the array fed has shape "
+                        f"{format_shape(array.shape)}, an axis of {too_long[0]} elements; graphnet's limit is "
+                        f"2**31 - 1 = {MAX_SIZE} per axis (BLAS and the kernels index an axis with a 32-bit int)")
     return array
 
 

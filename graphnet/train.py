@@ -20,6 +20,14 @@ and compiles three programs from it: train [loss, outputs, train op], eval [loss
 before each step the learning rate is set from the optimizer's schedule. Metrics are computed on the host from
 the fetched outputs.
 
+What fit does with what you give it, so that nothing goes silently wrong:
+
+    x of another float dtype   cast to the model's dtype batch by batch (float32 unless you built the model in
+                               float64), as Keras does; a warning says so once
+    x of another sample shape  refused, naming the shape the model was built for (and NCHW, if x looks NHWC)
+    a last batch of 1 sample   folded into the batch before it (batch norm cannot train on one value per channel)
+    a softmax (sigmoid) output with the cross-entropy (bce) loss, which takes logits: refused, as a double softmax
+
 Resuming reproduces an uninterrupted run exactly because everything random is counter-based and saved: the
 loader's (seed, epoch), each program's run counter (dropout masks are keyed by it), and the optimizer's step.
 """
@@ -33,7 +41,10 @@ from . import checkpoint, optim
 from .compiler import compile as compile_program
 from .data.loader import DataLoader
 from .errors import FeedError, GraphError
-from .graph import Graph, placeholder
+from .graph import Graph, format_shape, placeholder
+from .messages import logger, warn
+from .nn.model import call_with_layout_hint, channels_last_hint
+from .nn.normalization import BatchNorm
 from . import ops
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -54,6 +65,21 @@ LOSSES = {
     "bce": ops.binary_cross_entropy_with_logits,     # outputs are logits, targets in [0, 1]
 }
 METRICS = {"accuracy": _accuracy}
+
+# The programs a trainer compiles (their run counters are saved by name).
+PROGRAMS = ("train", "eval", "predict")
+
+# The losses that take logits, and the activation that must not come before them (it would be applied twice).
+SQUASHED_BY_THE_LOSS = {"cross_entropy": "softmax", "bce": "sigmoid"}
+
+
+def _resolve_mode(owner, monitor, mode):
+    """'min' (a loss) or 'max' (an accuracy) for `monitor`; 'auto' picks 'max' for names containing 'acc'."""
+    if mode == "auto":
+        mode = "max" if "acc" in monitor else "min"
+    if mode not in ("min", "max"):
+        raise GraphError(f"{owner}: mode must be 'min', 'max' or 'auto', got {mode!r}")
+    return mode
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -115,7 +141,8 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch, counting samples (so its rate reads samples/s), with the running mean loss."""
+    """A tqdm bar per epoch, counting samples (so its rate reads samples/s), with the running mean loss: a widget
+    in Jupyter, text on stderr elsewhere (tqdm.auto), or text on `file` if you give one."""
 
     def __init__(self, file=None, leave=True):
         self.file, self.leave = file, leave
@@ -123,7 +150,10 @@ class ProgressBar(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         try:
-            from tqdm import tqdm
+            if self.file is None:
+                from tqdm.auto import tqdm
+            else:
+                from tqdm import tqdm
         except ImportError:
             raise GraphError("the progress bar needs tqdm: pip install tqdm (or fit(..., progress=False))") from None
         trainer = self.trainer
@@ -179,15 +209,13 @@ class CSVLogger(Callback):
 
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for `patience` epochs; with
-    restore_best_weights, put back the weights of the best epoch when training ends.
+    restore_best_weights, put back the weights of the best epoch when training ends. Both are logged (the
+    `graphnet` logger, INFO: see graphnet.messages).
 
     mode 'min' (a loss) or 'max' (an accuracy); 'auto' picks 'max' for names containing 'acc'."""
 
     def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto", restore_best_weights=True):
-        if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
-        if mode not in ("min", "max"):
-            raise GraphError(f"EarlyStopping: mode must be 'min', 'max' or 'auto', got {mode!r}")
+        mode = _resolve_mode("EarlyStopping", monitor, mode)
         self.monitor, self.patience, self.min_delta, self.mode = monitor, int(patience), float(min_delta), mode
         self.restore_best_weights = restore_best_weights
 
@@ -216,23 +244,36 @@ class EarlyStopping(Callback):
             if self.wait >= self.patience:
                 self.stopped_epoch = epoch
                 self.trainer.stop_training = True
+                epochs = f"{self.wait} epoch{'s' if self.wait != 1 else ''}"
+                logger.info(f"EarlyStopping: {self.monitor} has not improved for {epochs} (best {self.best:.4g} at "
+                            f"epoch {self.best_epoch}); stopping after epoch {epoch}")
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None and self.best_epoch != self.last_epoch:
             self.trainer.model.set_weights(self.best_weights)
             self.restored = True
+            logger.info(f"EarlyStopping: restored the weights of epoch {self.best_epoch}, the best "
+                        f"({self.monitor} {self.best:.4g}); training ended after epoch {self.last_epoch}")
 
 
 class ModelCheckpoint(Callback):
     """Save the whole training state (trainer.save) after each epoch — or only when `monitor` improved. The
-    path may contain {epoch} and log keys, e.g. 'run-{epoch:03d}.npz'."""
+    path may contain {epoch} and log keys, e.g. 'run-{epoch:03d}.npz'.
 
-    def __init__(self, path, monitor=None, mode="min"):
-        self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
+    mode 'min' (a loss) or 'max' (an accuracy); 'auto' (the default, as in EarlyStopping and Keras) picks 'max'
+    for names containing 'acc'."""
+
+    def __init__(self, path, monitor=None, mode="auto"):
+        self.path, self.monitor = os.fspath(path), monitor
+        self.mode = _resolve_mode("ModelCheckpoint", monitor or "", mode)
         self.best = None
 
     def on_epoch_end(self, epoch, logs):
         if self.monitor is not None:
+            if self.monitor not in logs:
+                raise GraphError(f"ModelCheckpoint: '{self.monitor}' is not among this epoch's logs "
+                                 f"({', '.join(logs)}); validation metrics need fit(..., validation_split=...) or "
+                                 "validation_data=")
             value = logs[self.monitor]
             if self.best is not None and (value >= self.best if self.mode == "min" else value <= self.best):
                 return
@@ -280,6 +321,7 @@ class Trainer:
         self.stop_training = False
         self.loader = None
         self.built = False
+        self._casts_warned = set()      # (data dtype, model dtype) pairs already warned about
 
     # -- building --------------------------------------------------------------------------------------------------
     def build(self, sample_shape, input_dtype="float32", target_shape=None, target_dtype=None):
@@ -292,7 +334,8 @@ class Trainer:
         with graph:
             self.x = placeholder((None,) + tuple(sample_shape), input_dtype, name="x")
             with graph.name_scope("train"):
-                self.train_outputs = model(self.x, training=True)
+                self.train_outputs = call_with_layout_hint(model, self.x, True, sample_shape)
+            self._refuse_a_squashed_output()
             if target_shape is None:
                 target_shape = () if classification else tuple(self.train_outputs.shape[1:])
             if target_dtype is None:
@@ -313,6 +356,19 @@ class Trainer:
                        "target": list(target_shape), "target_dtype": str(np.dtype(target_dtype))}
         self.built = True
 
+    def _refuse_a_squashed_output(self):
+        """The cross-entropy loss takes logits: a softmax before it would be applied twice (likewise a sigmoid
+        before bce). Keras's default takes probabilities, so a Keras model ends in one: say how to translate."""
+        squash = SQUASHED_BY_THE_LOSS.get(self.loss_name)
+        output = self.train_outputs
+        if squash is not None and output.op.name == squash:
+            name = output.name[len("train/"):] if output.name.startswith("train/") else output.name
+            raise GraphError(f"Trainer: the model's output '{name}' ({output.site}) is a {squash}, and the "
+                             f"'{self.loss_name}' loss takes logits and applies the {squash} itself: it would be "
+                             f"applied twice, and training would learn slowly or not at all. Remove "
+                             f"activation='{squash}' from the last layer (predict() then returns logits; a {squash} "
+                             "of them gives the probabilities)")
+
     def total_loss(self, outputs, targets):
         """The data loss plus the weight penalties (on the trainable kernels: dense and conv weights)."""
         loss = self.loss_fn(outputs, targets)
@@ -323,15 +379,26 @@ class Trainer:
             loss = ops.add(loss, optim.l1_penalty(kernels, self.l1), name="loss")
         return loss
 
-    def _build_for(self, x, y):
+    def _model_input(self):
+        """(sample shape, dtype) the model was built for: from model.build, or (None, its variables' dtype) for a
+        model built another way, or (None, float32) for a model not built yet."""
+        model = self.model
+        if getattr(model, "input", None) is not None:
+            return tuple(model.input.shape[1:]), np.dtype(model.input.dtype)
+        dtypes = {np.dtype(v.dtype) for v in model.variables().values() if np.dtype(v.dtype).kind == "f"}
+        return None, dtypes.pop() if len(dtypes) == 1 else np.dtype("float32")
+
+    def _build_for(self, x, y, where):
         x = np.asarray(x)
         if not self.built:
-            y = np.asarray(y)
-            input_dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
+            built_shape, dtype = self._model_input()
+            if built_shape is not None:
+                self._check_sample_shape(x, built_shape, "the model was built for", where)
             if self.loss_name == "cross_entropy":                 # int64 class indices, whatever y holds
-                self.build(x.shape[1:], input_dtype)
+                self.build(x.shape[1:], dtype)
             else:
-                self.build(x.shape[1:], input_dtype, y.shape[1:], None if y.dtype.kind in "iu" else input_dtype)
+                self.build(x.shape[1:], dtype, np.shape(y)[1:])
+        self._check_input(x, where)
         trained = set(self.optimizer.var_list)
         now = set(self.model.trainable_variables().values())
         if trained != now:
@@ -345,7 +412,11 @@ class Trainer:
         """Train until `epochs` epochs are done in all (a restored trainer continues from its epoch).
 
         validation_split: the last fraction of (x, y) is held out (before any shuffling), or give
-        validation_data=(x_val, y_val). Returns the History (of every epoch this trainer ran)."""
+        validation_data=(x_val, y_val). augment: an augmentation, or a list of them applied in order.
+        Batches: ⌈n / batch_size⌉ per epoch, except that a last batch of a single sample joins the batch before it
+        (batch norm cannot train on one sample); drop_last=True drops a partial last batch instead. Float x of
+        another dtype than the model's is cast as it is fed (a warning says so once). Returns the History (of
+        every epoch this trainer ran)."""
         x, y = np.asarray(x), np.asarray(y)
         if validation_split:
             if validation_data is not None:
@@ -356,12 +427,16 @@ class Trainer:
                                  "validation or no training data")
             validation_data = (x[-n_val:], y[-n_val:])
             x, y = x[:-n_val], y[:-n_val]
-        self._build_for(x, y)
+        self._build_for(x, y, "fit")
         self.check_data(x, y, "fit")
         if validation_data is not None:
+            self._check_input(np.asarray(validation_data[0]), "fit(validation_data=...)")
             self.check_data(*validation_data, "fit(validation_data=...)")
         self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed, drop_last=drop_last,
-                                 augment=augment)
+                                 augment=augment, fold_single=True)
+        for layer in self.model.walk() if hasattr(self.model, "walk") else [self.model]:
+            if isinstance(layer, BatchNorm):
+                layer.check_training_batch(self.loader.smallest_batch, f"fit(batch_size={batch_size})")
         callbacks = list(callbacks)
         if csv_log is not None:
             callbacks.append(CSVLogger(csv_log, append=self.epoch > 0))
@@ -413,6 +488,32 @@ class Trainer:
             callback.on_epoch_end(epoch + 1, logs)
         return step
 
+    def _check_input(self, x, where):
+        """x must hold samples of the shape the programs were built for. Float data of another dtype is cast as
+        it is fed (batch by batch); a cast that loses precision (float64 -> float32) is warned about once."""
+        self._check_sample_shape(x, tuple(self.shapes["sample"]), "the trainer was built for", where)
+        dtype = np.dtype(self.shapes["input_dtype"])
+        lossy = x.dtype.kind == "f" and dtype.kind == "f" and x.dtype.itemsize > dtype.itemsize
+        if lossy and (x.dtype, dtype) not in self._casts_warned:
+            self._casts_warned.add((x.dtype, dtype))
+            warn(f"{where}: x is {x.dtype} but the model computes in {dtype}: x is cast to {dtype} as it is fed "
+                 f"(as Keras does). Pass x.astype('{dtype}') to say so yourself, or build the model with "
+                 f"model.build({tuple(self.shapes['sample'])}, dtype='{x.dtype}') before fit to compute in "
+                 f"{x.dtype}")
+
+    @staticmethod
+    def _check_sample_shape(x, expected, built_for, where):
+        got = tuple(x.shape[1:])
+        if len(got) == len(expected) and all(e is None or e == g for e, g in zip(expected, got)):
+            return
+        hint = ""
+        if len(expected) == 3 and got == (expected[1], expected[2], expected[0]):
+            hint = "; x looks channels-last (N, H, W, C), but graphnet is NCHW: pass x.transpose(0, 3, 1, 2)"
+        elif channels_last_hint(expected):
+            hint = "\n" + channels_last_hint(expected)
+        raise FeedError(f"{where}: x holds samples of shape {format_shape(got)} (x is {format_shape(x.shape)}), "
+                        f"but {built_for} samples of shape {format_shape(tuple(expected))}{hint}")
+
     def check_data(self, x, y, where):
         """Refuse, before any batch runs, targets that cannot pair with the inputs or the model's outputs."""
         x, y = np.asarray(x), np.asarray(y)
@@ -435,7 +536,7 @@ class Trainer:
 
     def evaluate(self, x, y, batch_size=256):
         """The loss and metrics over (x, y) in inference mode, averaged over samples."""
-        self._build_for(x, y)
+        self._build_for(x, y, "evaluate")
         self.check_data(x, y, "evaluate")
         totals, seen = {}, 0
         for xb, yb in DataLoader(x, y, batch_size):
@@ -451,11 +552,13 @@ class Trainer:
         """The model's outputs for x in inference mode."""
         if not self.built:
             raise GraphError("predict: the trainer is not built yet; fit, evaluate or restore first")
+        self._check_input(np.asarray(x), "predict")
         return np.concatenate([self.predict_program.run({self.x: xb}) for xb in DataLoader(x, None, batch_size)])
 
     # -- checkpoints -------------------------------------------------------------------------------------------------
     def programs(self):
-        return {"train": self.train_program, "eval": self.eval_program, "predict": self.predict_program}
+        """{name: program} of the three programs, named as PROGRAMS."""
+        return dict(zip(PROGRAMS, (self.train_program, self.eval_program, self.predict_program)))
 
     def _state_variables(self):
         model_vars = self.model.variables()
@@ -478,36 +581,75 @@ class Trainer:
         return checkpoint.save(path, arrays, state)
 
     def restore(self, path):
-        """Load a training checkpoint: every check passes before anything (variable, epoch, counter) changes."""
-        saved = checkpoint.read(path)
-        where = f"checkpoint '{saved.path}'"
+        """Load a training checkpoint: every check passes before anything (variable, epoch, counter) changes —
+        the state's structure and the names, shapes and dtypes of its arrays before any array is decompressed."""
+        where = f"checkpoint '{os.fspath(path)}'"
+
+        def fits_this_trainer(specs, state):
+            check_training_state(state, where, type(self.optimizer).__name__, set(PROGRAMS))
+            if not self.built:
+                shapes = state["shapes"]
+                self.build(shapes["sample"], shapes["input_dtype"], shapes["target"], shapes["target_dtype"])
+            model_vars, optimizer_vars = self._state_variables()
+            checkpoint.check_specs(model_vars, checkpoint.group_specs(specs, "model"), where)
+            checkpoint.check_specs(optimizer_vars, checkpoint.group_specs(specs, "optimizer"),
+                                   f"{where} (optimizer state)")
+
+        saved = checkpoint.read(path, expect=fits_this_trainer)
         state = saved.state
-        if state.get("kind") != "training":
-            raise checkpoint.CheckpointError(f"{where} holds weights only, not a training run; load it with "
-                                             "model.load_weights")
-        required = ("epoch", "loader", "rng_counters", "shapes", "history", "optimizer")
-        missing = [k for k in required if k not in state]
-        if missing:
-            raise checkpoint.CheckpointError(f"{where}: the training state lacks {', '.join(missing)}")
-        if state["optimizer"] != type(self.optimizer).__name__:
-            raise checkpoint.CheckpointError(f"{where} was written by a {state['optimizer']} optimizer; this trainer "
-                                             f"has a {type(self.optimizer).__name__}")
-        if not self.built:
-            shapes = state["shapes"]
-            self.build(shapes["sample"], shapes["input_dtype"], shapes["target"], shapes["target_dtype"])
         model_vars, optimizer_vars = self._state_variables()
         pairs = checkpoint.match(model_vars, saved.group("model"), where)
         pairs += checkpoint.match(optimizer_vars, saved.group("optimizer"), f"{where} (optimizer state)")
-        counters = state["rng_counters"]
-        if set(counters) != set(self.programs()):
-            raise checkpoint.CheckpointError(f"{where}: RNG counters for {sorted(counters)}, expected "
-                                             f"{sorted(self.programs())}")
         checkpoint.write(pairs)
+        counters = state["rng_counters"]
         for name, program in self.programs().items():
             program.rng.counter = int(counters[name])
         self.epoch, self.seed = int(state["epoch"]), int(state["loader"]["seed"])
         self.history = History(state["history"])
         return self
+
+
+def check_training_state(state, where, optimizer, programs):
+    """The `state` of a training checkpoint has the structure Trainer.save writes, or CheckpointError says what
+    differs (before anything is built or loaded)."""
+    error = checkpoint.CheckpointError
+    if state.get("kind") != "training":
+        raise error(f"{where} holds weights only, not a training run; load it with model.load_weights")
+    required = ("epoch", "loader", "rng_counters", "shapes", "history", "optimizer")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise error(f"{where}: the training state lacks {', '.join(missing)}")
+    if state["optimizer"] != optimizer:
+        raise error(f"{where} was written by a {state['optimizer']} optimizer; this trainer has a {optimizer}")
+
+    def count(value):
+        return type(value) is int and value >= 0
+
+    def sizes(value):
+        return isinstance(value, list) and all(type(d) is int and d > 0 for d in value)
+
+    def dtype(value):
+        try:
+            return isinstance(value, str) and np.dtype(value).kind in "biuf"
+        except Exception:
+            return False
+
+    shapes, loader, counters = state["shapes"], state["loader"], state["rng_counters"]
+    checks = [("epoch", state["epoch"], count(state["epoch"]), "a count >= 0"),
+              ("loader", loader, isinstance(loader, dict) and count(loader.get("seed")),
+               "an object with a seed >= 0"),
+              ("rng_counters", counters, isinstance(counters, dict) and set(counters) == programs
+               and all(count(v) for v in counters.values()), f"counts >= 0 for {sorted(programs)}"),
+              ("shapes", shapes, isinstance(shapes, dict) and sizes(shapes.get("sample"))
+               and sizes(shapes.get("target")) and dtype(shapes.get("input_dtype"))
+               and dtype(shapes.get("target_dtype")),
+               "an object with the sample and target shapes and dtypes"),
+              ("history", state["history"], isinstance(state["history"], list)
+               and all(isinstance(row, dict) for row in state["history"]), "a list of objects, one per epoch")]
+    for key, value, good, expected in checks:
+        if not good:
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+            raise error(f"{where}: the training state is malformed: '{key}' is {shown}, expected {expected}")
 
 
 def fit(model, x, y, optimizer="adam", loss="cross_entropy", metrics=None, l2=0.0, l1=0.0, device=None, seed=0,

@@ -550,10 +550,16 @@ def test_cpu_is_the_default_device():
 
 
 def test_missing_compiled_kernels_are_a_clear_error(monkeypatch):
+    """graphnet/_ext/__init__.py records why its modules failed to load (or that none is built); the cpu backend
+    says so and how to build them."""
+    import graphnet._ext as compiled
     import graphnet.backends.cpu as cpu_backend
 
-    def not_built(name):
-        raise ImportError(f"No module named '{name}'")
-    monkeypatch.setattr(cpu_backend.importlib, "import_module", not_built)
-    with pytest.raises(gn.GraphError, match=r"device 'cpu' needs graphnet's compiled kernels.*pip install -e \."):
+    monkeypatch.setattr(compiled, "LOAD_ERROR", ImportError("No module named 'graphnet._ext.conv'"))
+    with pytest.raises(gn.GraphError, match=r"device 'cpu' needs graphnet's compiled kernels \(graphnet/_ext\), and one failed to "
+                                            r"load: No module named 'graphnet._ext.conv'.*pip install -e \."):
+        cpu_backend.CpuBackend()
+    monkeypatch.setattr(compiled, "LOAD_ERROR", None)
+    monkeypatch.setattr(compiled, "modules", [])
+    with pytest.raises(gn.GraphError, match=r"compiled kernels \(graphnet/_ext\), and none is built"):
         cpu_backend.CpuBackend()

@@ -224,3 +224,33 @@ def test_two_programs_updating_one_variable_from_two_threads_lose_no_update():
     for t in threads:
         t.join()
     assert np.all(w.numpy() == 3.0 * runs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# feeds read in place
+
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_a_feed_read_in_place_gives_the_same_results_as_a_copied_one_and_is_not_kept(device):
+    """A C-contiguous feed of the placeholder's dtype is read where it lies; a strided or other-dtype one is
+    copied into the arena. Both give the same values, a changed array gives new values, and after the run the
+    program keeps no reference to the caller's array."""
+    import weakref
+    with gn.Graph():
+        x = gn.placeholder((None, 8), name="x")
+        w = gn.variable(np.arange(24, dtype=np.float32).reshape(8, 3), name="w")
+        y = gn.relu(x @ w) * 2.0
+        prog = gn.compile([y, gn.gradients(gn.sum(y), [w])[0]], device=device)
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((6, 16)).astype(np.float32)
+    strided, contiguous = base[:, ::2], np.ascontiguousarray(base[:, ::2])
+    as_float64 = contiguous.astype(np.float64)
+    expected = [np.maximum(contiguous @ w.numpy(), 0) * 2.0]
+    for feed in (strided, contiguous, as_float64):
+        y_value, dw = prog.run({x: feed})
+        np.testing.assert_allclose(y_value, expected[0], rtol=1e-5)
+        np.testing.assert_allclose(dw, contiguous.T @ (2.0 * (contiguous @ w.numpy() > 0)), rtol=1e-5)
+    contiguous *= -1                                  # the same array, new values
+    np.testing.assert_allclose(prog.run({x: contiguous})[0], np.maximum(contiguous @ w.numpy(), 0) * 2.0, rtol=1e-5)
+    alive = weakref.ref(contiguous)
+    del contiguous, feed
+    assert alive() is None

@@ -3,11 +3,14 @@
 
     add sub mul div maximum minimum    out[i] = a[i_a] ∘ b[i_b]             (NumPy broadcasting)
     select_grad                        out[i] = dy[i] · [a[i_a] wins over b[i_b]]   (gradient of maximum/minimum)
+    cast                               out[i] = x[i] in out's dtype, as x.astype(out.dtype)
     broadcast_to                       out[i] = dy[i_d] · scale            (the adjoint of sum and mean)
     neg exp log sqrt pow               out[i] = f(x[i])
     sgd_update                         variable[i] = u[i] − a·x[i]          (fused mul → sub → assign, a one number)
 
-maximum and minimum propagate NaN like NumPy's; in select_grad ties go to the first input.
+maximum and minimum propagate NaN like NumPy's; select_grad gives dy to the input they returned: the first where
+a >= b (a <= b) or a is NaN, else the second — ties go to the first input, a NaN result's gradient to the NaN.
+pow with p = 0.5 is √x, as NumPy computes it ((−∞) ** 0.5 is NaN, where C's pow gives +∞).
 
 Broadcasting by strides. Each operand is read through one element stride per output axis: its contiguous
 stride, or 0 along an axis where it has size 1 and is repeated. At compile time `BroadcastWalk` simplifies the
@@ -219,14 +222,15 @@ cdef inline real _combine(binary_op* op, real x, real y) noexcept nogil:
 
 
 cdef inline bint _wins(pick_op* pick, real a, real b) noexcept nogil:
+    """Whether the picked input is the one maximum (minimum) returned; a != a: a is NaN, and maximum returns it."""
     if pick_op is MaxFirst:
-        return a >= b
+        return (a >= b) | (a != a)
     elif pick_op is MaxSecond:
-        return b > a
+        return not ((a >= b) | (a != a))
     elif pick_op is MinFirst:
-        return a <= b
+        return (a <= b) | (a != a)
     else:
-        return b < a
+        return not ((a <= b) | (a != a))
 
 
 cdef void _combine_row(binary_op* op, real* out, const real* a, Py_ssize_t sa, const real* b, Py_ssize_t sb,
@@ -509,7 +513,7 @@ _NUMPY_UNARY = {NEG: np.negative, EXP: np.exp, LOG: np.log, SQRT: np.sqrt}
 cdef int _unary(int fn, str kernel, cnp.ndarray out, cnp.ndarray x, double p=0.0) except -1:
     if not same_floats(out, x):
         if fn == POW or fn == SQUARE:
-            np.power(x, p, out=out)
+            np.power(x, out.dtype.type(p), out=out)           # an integer power of integers stays integer
         else:
             _NUMPY_UNARY[fn](x, out=out)
         return 0
@@ -547,8 +551,17 @@ def sqrt_(cnp.ndarray out, cnp.ndarray x):
 
 
 def pow_(cnp.ndarray out, cnp.ndarray x, *, double exponent):
-    """out = x^p for a constant p (x·x when p = 2, which is exact)"""
-    _unary(SQUARE if exponent == 2.0 else POW, "pow", out, x, exponent)
+    """out = x^p for a constant p (x·x when p = 2, which is exact; √x when p = 0.5, as NumPy computes it)"""
+    if exponent == 0.5 and same_floats(out, x):
+        _unary(SQRT, "pow", out, x)
+    else:
+        _unary(SQUARE if exponent == 2.0 else POW, "pow", out, x, exponent)
+
+
+def cast(cnp.ndarray out, cnp.ndarray x):
+    """out = x in out's dtype (x.astype(out.dtype): floats to integers truncate toward zero)"""
+    require_size("cast", "the input", x, size(out))
+    np.copyto(out, x, casting="unsafe")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -603,7 +616,7 @@ def sgd_update(cnp.ndarray out, cnp.ndarray scale, cnp.ndarray x, cnp.ndarray u,
 
 KERNELS = {"add": add, "sub": sub, "mul": mul, "div": div, "maximum": maximum, "minimum": minimum,
            "select_grad": select_grad, "broadcast_to": broadcast_to,
-           "neg": neg, "exp": exp_, "log": log_, "sqrt": sqrt_, "pow": pow_, "sgd_update": sgd_update}
+           "neg": neg, "exp": exp_, "log": log_, "sqrt": sqrt_, "pow": pow_, "cast": cast, "sgd_update": sgd_update}
 FUSIONS = {("mul", ("sub", 1), ("assign", 1)): "sgd_update"}
 CAN_FUSE = {"sgd_update": is_scaled_step}
 

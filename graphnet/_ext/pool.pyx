@@ -7,7 +7,8 @@ With window (KH, KW), stride (sh, sw) and padding ((pt, pb), (pl, pr)), output p
 
     max_pool2d        y = the largest value of the window's real positions (padding never wins; NaN wins, as in
                       np.maximum)
-    max_pool2d_grad   dx[first position p of the window, in row-major order, with x[p] == y] += dy
+    max_pool2d_grad   dx[first position p of the window, in row-major order, with x[p] ≡ y] += dy
+                      (v ≡ y: v == y, or both NaN — a NaN max's gradient goes to the NaN, as in PyTorch)
     avg_pool2d        y = (sum of the window's real positions) / (KH·KW)       (padding counts as 0: PyTorch's
                       count_include_pad=True)
     avg_pool2d_grad   dx[p] += dy / (KH·KW) for every real position p of the window
@@ -118,6 +119,11 @@ cdef inline void spread_pass(real* dx_tap, const real* share, Py_ssize_t first, 
         dx_tap[ow * stride] += share[ow]
 
 
+cdef inline bint is_max(real v, real best) noexcept nogil:
+    """v is where the window's max came from: equal to it, or NaN like it (`|` and `&`: no branch)."""
+    return (v == best) | ((v != v) & (best != best))
+
+
 cdef inline void route_pass(real* dx_tap, const real* x_tap, const real* y_row, const real* dy_row, real* routed,
                             Py_ssize_t first, Py_ssize_t stop, Py_ssize_t stride) noexcept nogil:
     """Windows not routed yet whose tap holds their max take the gradient here (adds 0 otherwise; within one pass
@@ -125,7 +131,7 @@ cdef inline void route_pass(real* dx_tap, const real* x_tap, const real* y_row, 
     cdef Py_ssize_t ow
     cdef bint take
     for ow in range(first, stop):
-        take = (routed[ow] == 0) & (x_tap[ow * stride] == y_row[ow])
+        take = (routed[ow] == 0) & is_max(x_tap[ow * stride], y_row[ow])
         dx_tap[ow * stride] += dy_row[ow] if take else 0
         routed[ow] = 1 if take else routed[ow]
 
@@ -232,8 +238,8 @@ cdef void max_grad_plane(const real* dy, const real* x, const real* y, real* dx,
     """dx = 0, then each dy to the first position (row-major) of its window that holds the window's max y.
 
     `routed` (one output row of flags) marks the windows of the current output row that have given theirs away;
-    the taps are visited in row-major order, so the first match wins. A NaN max matches nothing (NaN equals
-    nothing) and passes no gradient, as in the reference."""
+    the taps are visited in row-major order, so the first match wins. A NaN max matches the window's first NaN,
+    as in the reference."""
     cdef const Window* win = &pool.win
     cdef Py_ssize_t oh, top, s, sw = win.sw
     cdef Span rows
@@ -273,7 +279,7 @@ cdef void route_tiles(const real* dy, const real* x, const real* y, real* dx, co
             for r in range(kh):
                 for s in range(kw):
                     position = (oh * kh + r) * width + ow * kw + s
-                    take = (x[position] == best) & (found ^ 1)
+                    take = is_max(x[position], best) & (found ^ 1)
                     dx[position] = gradient if take else 0
                     found = found | take
         for r in range(kh):
@@ -337,8 +343,9 @@ cdef void avg_tiles_2x2(const real* x, real* y, const Window* win) noexcept nogi
 
 
 cdef void route_tiles_2x2(const real* dy, const real* x, const real* y, real* dx, const Window* win) noexcept nogil:
-    """The max gradient: dy goes to the first of a b c d that equals the max, 0 to the others; every position is
-    written once (no zero-fill, no read-modify-write), and the rows and columns no window covers are zeroed."""
+    """The max gradient: dy goes to the first of a b c d that is the max (is_max), 0 to the others; every
+    position is written once (no zero-fill, no read-modify-write), and the rows and columns no window covers are
+    zeroed."""
     cdef Py_ssize_t oh, ow, width = win.width, out_w = win.out_w
     cdef const real* top
     cdef const real* bottom
@@ -352,10 +359,10 @@ cdef void route_tiles_2x2(const real* dy, const real* x, const real* y, real* dx
         for ow in range(out_w):
             a, b, c, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
             best, g = y[oh * out_w + ow], dy[oh * out_w + ow]
-            take_a = a == best
-            take_b = (b == best) & (a != best)
-            take_c = (c == best) & (a != best) & (b != best)
-            take_d = (d == best) & (a != best) & (b != best) & (c != best)
+            take_a = is_max(a, best)
+            take_b = is_max(b, best) & (take_a ^ 1)
+            take_c = is_max(c, best) & ((take_a | take_b) ^ 1)
+            take_d = is_max(d, best) & ((take_a | take_b | take_c) ^ 1)
             dx_top[2 * ow] = g if take_a else 0
             dx_top[2 * ow + 1] = g if take_b else 0
             dx_bottom[2 * ow] = g if take_c else 0

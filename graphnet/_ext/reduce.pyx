@@ -4,7 +4,8 @@
     sum      out[k] = Σ_r x[k, r]                 (k: the kept axes, r: the reduced ones)
     mean     out[k] = Σ_r x[k, r] / R              R = elements per output
     max      out[k] = max_r x[k, r]                (NaN if any is NaN, like np.max)
-    max_grad dx[k, r] = dy[k] · [x[k, r] = y[k]] / #{r : x[k, r] = y[k]}     (ties share the gradient)
+    max_grad dx[k, r] = dy[k] · [x[k, r] ≡ y[k]] / #{r : x[k, r] ≡ y[k]}     (ties share the gradient)
+             where v ≡ m means v = m, or both are NaN: a NaN max's gradient goes to the NaNs (as torch.max's)
     sum_to   sum over the axes a broadcast repeated, giving the broadcast input's shape (the adjoint of broadcasting)
 
 keepdims does not change the result's memory, only its shape. At compile time `ReductionPlan` drops size-1 axes
@@ -335,6 +336,11 @@ def sum_to(cnp.ndarray out, cnp.ndarray dy, *, tuple axes, ReductionPlan plan=No
 # ----------------------------------------------------------------------------------------------------------------
 # max_grad: two passes per group of x — count the maxima, then hand each its share of dy
 
+cdef inline bint _is_max(real v, real m) noexcept nogil:
+    """v is where the max m came from: equal to it, or NaN like it (`|`, not `or`: no branch)."""
+    return (v == m) | ((v != v) & (m != m))
+
+
 cdef void _max_grad_runs(const Reduction* p, real* dx, const real* dy, const real* x, const real* y,
                          Py_ssize_t o) noexcept nogil:
     cdef Py_ssize_t base = _offset(o, p.n_kept, p.kept_shape, p.kept_stride)
@@ -344,12 +350,12 @@ cdef void _max_grad_runs(const Reduction* p, real* dx, const real* dy, const rea
     for q in range(p.outer_reductions):
         offset = base + _offset(q, p.n_reduced, p.reduced_shape, p.reduced_stride)
         for j in range(p.inner):
-            winners += x[offset + j] == m
+            winners += _is_max(x[offset + j], m)
     share = <real>(<double>dy[o] / winners)
     for q in range(p.outer_reductions):
         offset = base + _offset(q, p.n_reduced, p.reduced_shape, p.reduced_stride)
         for j in range(p.inner):
-            dx[offset + j] = (<real>1 if x[offset + j] == m else <real>0) * share
+            dx[offset + j] = (<real>1 if _is_max(x[offset + j], m) else <real>0) * share
 
 
 cdef void _max_grad_block(const Reduction* p, real* dx, const real* dy, const real* x, const real* y,
@@ -367,13 +373,13 @@ cdef void _max_grad_block(const Reduction* p, real* dx, const real* dy, const re
     for q in range(p.outer_reductions):
         offset = base + _offset(q, p.n_reduced, p.reduced_shape, p.reduced_stride)
         for j in range(width):
-            winners[j] += x[offset + j] == y[reduced_index + j]
+            winners[j] += _is_max(x[offset + j], y[reduced_index + j])
     for j in range(width):
         share[j] = <real>(<double>dy[reduced_index + j] / winners[j])
     for q in range(p.outer_reductions):
         offset = base + _offset(q, p.n_reduced, p.reduced_shape, p.reduced_stride)
         for j in range(width):
-            dx[offset + j] = (<real>1 if x[offset + j] == y[reduced_index + j] else <real>0) * share[j]
+            dx[offset + j] = (<real>1 if _is_max(x[offset + j], y[reduced_index + j]) else <real>0) * share[j]
 
 
 cdef void _max_grad(const Reduction* p, real* dx, const real* dy, const real* x, const real* y) noexcept nogil:

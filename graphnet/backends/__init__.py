@@ -6,6 +6,7 @@
     auto        cuda where it can run, else cpu where its kernels are built, else reference — said in one line
 """
 from ..errors import GraphError
+from ..messages import logger
 from .base import Backend
 
 _BACKENDS = {}
@@ -45,7 +46,7 @@ def auto_device():
     global _auto_choice
     if _auto_choice is None:
         _auto_choice, reason = _choose_device()
-        print(f"graphnet: device='auto' -> '{_auto_choice}' ({reason})")
+        logger.info(f"device='auto' -> '{_auto_choice}' ({reason})")
     return _auto_choice
 
 

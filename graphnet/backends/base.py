@@ -19,6 +19,7 @@ class Backend:
     """
     name = None
     kernels = {}             # op name -> fn(out, *inputs, **params), writing into `out`
+    reads_host_arrays = True  # kernels may read a fed NumPy array in place (a GPU backend copies it to the device)
 
     # (op name, op name, ...) -> fused kernel name. A chain fuses when each node's only reader is the next node,
     # which takes it as its first input — or the input an element (op name, slot) names; the fused kernel gets the

@@ -55,6 +55,7 @@ def _loads(library):
 
 class CudaBackend(Backend):
     name = "cuda"
+    reads_host_arrays = False       # feeds are copied to the device
 
     def __init__(self):
         usable, reason = cuda_status()
@@ -114,9 +115,12 @@ class CudaBackend(Backend):
         classes = self._labels_of(buffer)
         if classes is not None:
             self._check_labels(host, classes)
-        buffer.copy_to_device(host)
+        if host.size:                                 # an empty batch has nothing to copy (and Numba refuses it)
+            buffer.copy_to_device(host)
 
     def to_host(self, buffer):
+        if buffer.size == 0:
+            return np.empty(tuple(int(d) for d in buffer.shape), dtype=buffer.dtype)
         return buffer.copy_to_host()
 
     def synchronize(self):

@@ -52,7 +52,8 @@ def f_leaky_relu_grad(dy, x, slope):
 
 @cuda.jit(device=True)
 def f_elu(x, alpha):
-    return x if x > 0 else alpha * math.expm1(min(x, 0))
+    """x if x > 0 else α(eˣ − 1): only x ≤ 0 (or NaN) reaches expm1, so it never overflows"""
+    return x if x > 0 else alpha * math.expm1(x)
 
 
 @cuda.jit(device=True)
@@ -61,18 +62,22 @@ def f_elu_grad(dy, x, y, alpha):
     return dy if x > 0 else dy * (y + alpha)
 
 
+# sigmoid, tanh and their gradients get `one` = 1 in x's type as their constant: a literal 1 is an int64, and
+# `1 - y` with a float32 y would compute in float64.
+
 @cuda.jit(device=True)
-def f_sigmoid(x, p):
+def f_sigmoid(x, one):
     """1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) for x < 0: neither overflows."""
     e = math.exp(-abs(x))
     if x >= 0:
-        return 1 / (1 + e)
-    return e / (1 + e)
+        return one / (one + e)
+    return e / (one + e)
 
 
 @cuda.jit(device=True)
-def f_sigmoid_grad(dy, y, p):
-    return dy * y * (1 - y)
+def f_sigmoid_grad(dy, y, one):
+    """dy · y(1 − y)"""
+    return dy * y * (one - y)
 
 
 @cuda.jit(device=True)
@@ -81,8 +86,9 @@ def f_tanh(x, p):
 
 
 @cuda.jit(device=True)
-def f_tanh_grad(dy, y, p):
-    return dy * (1 - y * y)
+def f_tanh_grad(dy, y, one):
+    """dy · (1 − y²)"""
+    return dy * (one - y * y)
 
 
 RELU = Pointwise("relu", f_relu, 1)
@@ -130,12 +136,12 @@ def elu_grad(out, dy, x, y, *, alpha):
 
 @step_kernel
 def sigmoid(out, x):
-    return SIGMOID.launches(out, [x])
+    return SIGMOID.launches(out, [x], 1)
 
 
 @step_kernel
 def sigmoid_grad(out, dy, y):
-    return SIGMOID_GRAD.launches(out, [dy, y])
+    return SIGMOID_GRAD.launches(out, [dy, y], 1)
 
 
 @step_kernel
@@ -145,7 +151,7 @@ def tanh(out, x):
 
 @step_kernel
 def tanh_grad(out, dy, y):
-    return TANH_GRAD.launches(out, [dy, y])
+    return TANH_GRAD.launches(out, [dy, y], 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,10 +221,11 @@ def _rows_signature(arrays):
     return lambda f: (f[::1],) * arrays + (types.int64,) * 3
 
 
-register_generic("softmax_rows", softmax_rows, _rows_signature(2))
-register_generic("log_softmax_rows", log_softmax_rows, _rows_signature(2))
-register_generic("softmax_grad_rows", softmax_grad_rows, _rows_signature(3))
-register_generic("log_softmax_grad_rows", log_softmax_grad_rows, _rows_signature(3))
+ROW_SUMS = "the row's sum accumulates in float64 (see the module docstring)"
+register_generic("softmax_rows", softmax_rows, _rows_signature(2), float64=ROW_SUMS)
+register_generic("log_softmax_rows", log_softmax_rows, _rows_signature(2), float64=ROW_SUMS)
+register_generic("softmax_grad_rows", softmax_grad_rows, _rows_signature(3), float64=ROW_SUMS)
+register_generic("log_softmax_grad_rows", log_softmax_grad_rows, _rows_signature(3), float64=ROW_SUMS)
 
 
 def split_axis(shape, axis):

@@ -7,14 +7,18 @@
            a[Σ c_k · sa_k] and b[Σ c_k · sb_k], where sa_k = 0 along the axes a is broadcast over (see layout.py)
     scaled_step: out[i] = u[i] − a·x[i]        the fused mul → sub → assign of a gradient-descent update
 
-The constant p arrives in the output's dtype, so float32 kernels compute in float32 as NumPy does.
+The constant p arrives in the output's dtype, so float32 kernels compute in float32 as NumPy does. A number
+written in a kernel is a Python int or float, which Numba types as int64 or float64: `1 - y` or `dy * 0` with a
+float32 y would compute in float64 (the PTX check refuses that), so kernels take their constants through p, or
+multiply by a boolean (`dy * (a >= b)` keeps dy's type).
 """
 import math
 
+import numpy as np
 from numba import cuda
 
 from ..backends.fusion import is_scaled_step
-from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
+from .launch import BLOCK, SIMULATED, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .layout import MAX_DIMS, broadcast_layout
 from .registry import register_generic
 
@@ -133,6 +137,11 @@ def f_neg(x, p):
     return -x
 
 
+# Python's math raises for sqrt(−1) and log(0), where the GPU (like NumPy) returns NaN and −∞; under the simulator
+# the kernels run as Python, so there they call NumPy's functions.
+sqrt, log = (np.sqrt, np.log) if SIMULATED else (math.sqrt, math.log)
+
+
 @cuda.jit(device=True)
 def f_exp(x, p):
     return math.exp(x)
@@ -140,41 +149,52 @@ def f_exp(x, p):
 
 @cuda.jit(device=True)
 def f_log(x, p):
-    return math.log(x)
+    return log(x)
 
 
 @cuda.jit(device=True)
 def f_sqrt(x, p):
-    return math.sqrt(x)
+    return sqrt(x)
 
 
 @cuda.jit(device=True)
 def f_pow(x, p):
-    """x ** p; x·x exactly for p = 2, as NumPy computes it."""
+    """x ** p; x·x exactly for p = 2 and √x for p = 0.5, as NumPy computes them (C's pow(−∞, 0.5) is +∞, √−∞ is
+    NaN)."""
     if p == 2:
         return x * x
+    if p == 0.5:
+        return sqrt(x)
     return x ** p
 
 
-# select_grad: dy where the picked input won the max (or min); ties go to the first input
+@cuda.jit(device=True)
+def f_identity(x, p):
+    """x, stored in the output's dtype (cast)"""
+    return x
+
+
+# select_grad: dy where the picked input is the one maximum (minimum) returned — the first where a >= b (a <= b) or
+# a is NaN (a != a), else the second. Ties go to the first input; a NaN result's gradient goes to the NaN. A product
+# with a boolean, as in the reference: NaN or ±inf times 0 is NaN.
 @cuda.jit(device=True)
 def f_pick_max_first(dy, a, b, p):
-    return dy if a >= b else dy * 0
+    return dy * (a >= b or a != a)
 
 
 @cuda.jit(device=True)
 def f_pick_max_second(dy, a, b, p):
-    return dy if b > a else dy * 0
+    return dy * (not (a >= b or a != a))
 
 
 @cuda.jit(device=True)
 def f_pick_min_first(dy, a, b, p):
-    return dy if a <= b else dy * 0
+    return dy * (a <= b or a != a)
 
 
 @cuda.jit(device=True)
 def f_pick_min_second(dy, a, b, p):
-    return dy if b < a else dy * 0
+    return dy * (not (a <= b or a != a))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,6 +251,7 @@ EXP = Pointwise("exp", f_exp, 1)
 LOG = Pointwise("log", f_log, 1)
 SQRT = Pointwise("sqrt", f_sqrt, 1)
 POW = Pointwise("pow", f_pow, 1)
+CAST = Pointwise("cast", f_identity, 1)
 PICKS = {
     "max_first": Pointwise("select_grad[max_first]", f_pick_max_first, 3),
     "max_second": Pointwise("select_grad[max_second]", f_pick_max_second, 3),
@@ -292,7 +313,7 @@ KERNELS = {
     "add": binary(ADD), "sub": binary(SUB), "mul": binary(MUL), "div": binary(DIV),
     "maximum": binary(MAXIMUM), "minimum": binary(MINIMUM),
     "neg": unary(NEG), "exp": unary(EXP), "log": unary(LOG), "sqrt": unary(SQRT),
-    "pow": pow, "select_grad": select_grad, "sgd_update": sgd_update,
+    "pow": pow, "select_grad": select_grad, "sgd_update": sgd_update, "cast": unary(CAST),
 }
 FUSIONS = {("mul", ("sub", 1), ("assign", 1)): "sgd_update"}
 CAN_FUSE = {"sgd_update": is_scaled_step}

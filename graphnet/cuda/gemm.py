@@ -130,7 +130,11 @@ BIG_ENOUGH = 132    # blocks that keep every multiprocessor of a large GPU busy 
 
 def choose_tiling(m, n, depth=1):
     """The first tile (in TILINGS' order) that wastes at most a quarter of its work on padding and still fills the
-    GPU; failing that, the one that wastes least, and among those the one with most blocks."""
+    GPU; failing that, the one that wastes least, and among those the one with most blocks. An empty product
+    (m or n is 0: an empty batch) has nothing to tile; it gets the first, and launches nothing."""
+    if m == 0 or n == 0:
+        return TILINGS[0]
+
     def efficiency(t):
         return (m * n) / (math.ceil(m / t.block_m) * t.block_m * math.ceil(n / t.block_n) * t.block_n)
 

@@ -69,9 +69,10 @@ MSE_PARTIALS = mean_kernels(squared_error)
 BCE_PARTIALS = mean_kernels(logistic_loss)
 
 _F8 = types.float64
-register_generic("mse.partial_sums", MSE_PARTIALS, lambda f: (_F8[::1], f[::1], f[::1]))
-register_generic("bce.partial_sums", BCE_PARTIALS, lambda f: (_F8[::1], f[::1], f[::1]))
-register_generic("finish_mean", finish_mean, lambda f: (f[::1], _F8[::1], types.int64))
+MEAN_IN_FLOAT64 = "the mean's terms are summed in float64 partials"
+register_generic("mse.partial_sums", MSE_PARTIALS, lambda f: (_F8[::1], f[::1], f[::1]), float64=MEAN_IN_FLOAT64)
+register_generic("bce.partial_sums", BCE_PARTIALS, lambda f: (_F8[::1], f[::1], f[::1]), float64=MEAN_IN_FLOAT64)
+register_generic("finish_mean", finish_mean, lambda f: (f[::1], _F8[::1], types.int64), float64=MEAN_IN_FLOAT64)
 
 
 def partial_count(n):
@@ -107,46 +108,56 @@ def binary_cross_entropy_with_logits(out, z, t, *, workspace=None):
     return mean_launches(BCE_PARTIALS, out, z, t, workspace)
 
 
+# The gradients compute in the input's type, as the reference does: `count` (the number of terms) and `one` arrive
+# in that type, since a literal 2.0 or 1.0 in a kernel is a float64.
+
 @cuda.jit
-def mse_backward(out, dloss, p, t):
-    """dp = 2(p − t) · dloss / count"""
-    scale = 2.0 * dloss[0] / out.size
+def mse_backward(out, dloss, p, t, one, count):
+    """dp = 2(p − t) · (dloss / count)"""
+    scale = dloss[0] / count
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = (p[i] - t[i]) * scale
+        d = p[i] - t[i]
+        out[i] = (d + d) * scale
 
 
 @cuda.jit
-def bce_backward_logits(out, dloss, z, t):
-    """dz = (σ(z) − t) · dloss / count"""
-    scale = dloss[0] / out.size
+def bce_backward_logits(out, dloss, z, t, one, count):
+    """dz = (σ(z) − t) · (dloss / count)"""
+    scale = dloss[0] / count
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         e = math.exp(-abs(z[i]))
-        sigmoid = 1.0 / (1.0 + e) if z[i] >= 0 else e / (1.0 + e)
+        sigmoid = one / (one + e) if z[i] >= 0 else e / (one + e)
         out[i] = (sigmoid - t[i]) * scale
 
 
 @cuda.jit
-def bce_backward_targets(out, dloss, z, t):
-    """dt = −z · dloss / count"""
-    scale = dloss[0] / out.size
+def bce_backward_targets(out, dloss, z, t, one, count):
+    """dt = −z · (dloss / count)"""
+    scale = dloss[0] / count
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         out[i] = -z[i] * scale
 
 
 for _name, _kernel in (("mse_backward", mse_backward), ("bce_backward_logits", bce_backward_logits),
                        ("bce_backward_targets", bce_backward_targets)):
-    register_generic(_name, _kernel, lambda f: (f[::1],) * 4)
+    register_generic(_name, _kernel, lambda f: (f[::1],) * 4 + (f, f))
+
+
+def gradient_launch(kernel, out, dloss, a, b):
+    """One thread per element of out; `one` and `count` (out's size) in out's type."""
+    constants = [out.dtype.type(1), out.dtype.type(out.size)]
+    return BoundLaunch(kernel, grid_for(out.size), BLOCK, [flat(out), flat(dloss), flat(a), flat(b)] + constants)
 
 
 @step_kernel
 def mse_grad(out, dloss, pred, target):
-    return [BoundLaunch(mse_backward, grid_for(out.size), BLOCK, [flat(out), flat(dloss), flat(pred), flat(target)])]
+    return [gradient_launch(mse_backward, out, dloss, pred, target)]
 
 
 @step_kernel
 def bce_grad(out, dloss, z, t, *, wrt):
     kernel = bce_backward_logits if wrt == "logits" else bce_backward_targets
-    return [BoundLaunch(kernel, grid_for(out.size), BLOCK, [flat(out), flat(dloss), flat(z), flat(t)])]
+    return [gradient_launch(kernel, out, dloss, z, t)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,9 +205,11 @@ def cross_entropy_backward(out, dloss, z, labels, classes):
 
 
 _I8 = types.int64
-register_generic("cross_entropy_rows", cross_entropy_rows, lambda f: (_F8[::1], f[::1], _I8[::1], _I8))
+ROW_IN_FLOAT64 = "a row's log-sum-exp accumulates in float64, and its loss goes to float64 partials"
+register_generic("cross_entropy_rows", cross_entropy_rows, lambda f: (_F8[::1], f[::1], _I8[::1], _I8),
+                 float64=ROW_IN_FLOAT64)
 register_generic("cross_entropy_backward", cross_entropy_backward,
-                 lambda f: (f[::1], f[::1], f[::1], _I8[::1], _I8))
+                 lambda f: (f[::1], f[::1], f[::1], _I8[::1], _I8), float64=ROW_IN_FLOAT64)
 
 #: id(labels buffer) -> (weak reference to it, class count): CudaBackend.copy_in checks what is fed into them
 LABEL_BUFFERS = {}
@@ -235,7 +248,8 @@ def first_of_pair(a, b):
 
 
 SUM_ROWS = mean_kernels(first_of_pair)
-register_generic("cross_entropy.partial_sums", SUM_ROWS, lambda f: (_F8[::1], _F8[::1], _F8[::1]))
+register_generic("cross_entropy.partial_sums", SUM_ROWS, lambda f: (_F8[::1], _F8[::1], _F8[::1]),
+                 float64=MEAN_IN_FLOAT64)
 
 
 @step_kernel

@@ -11,7 +11,10 @@ windows oh with
     ceil((h + PT − KH + 1) / SH) ≤ oh ≤ floor((h + PT) / SH)        (clipped to 0 ≤ oh < OH; columns alike)
 
 Max pooling's gradient goes, in each window, to the *first* position in row-major order whose x equals the
-window's max y (as the reference does); a window whose max is NaN passes nothing.
+window's max y — or is NaN, where the max is NaN (as the reference does, and PyTorch).
+
+Every constant reaches the kernels in x's type (−∞ for max, 0 and the window size KH·KW for average), so float32
+kernels compute in float32, as the reference does.
 
 The gradients fuse with the relu_grad after them (the backward pass of a relu → pool layer), as on the cpu:
 max_pool2d_grad_relu and avg_pool2d_grad_relu pass each input's gradient through relu_grad's formula (f_relu_grad,
@@ -23,6 +26,7 @@ from numba import cuda, types
 
 from .activations import f_relu_grad
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
+from .reduce import is_max
 from .registry import register_generic
 
 
@@ -36,13 +40,14 @@ def window_range(h, pad, kernel, stride, out_size):
 
 
 @cuda.jit
-def max_pool_forward(out, x, geometry):
+def max_pool_forward(out, x, lowest, geometry):
+    """out = max over the window (`lowest` is −∞ in x's type); NaN wins, as in np.maximum."""
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for o in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         ow = o % out_w
         oh = (o // out_w) % out_h
         plane = o // (out_w * out_h)
-        m = -math.inf
+        m = lowest
         for r in range(kh):
             h = oh * sh + r - pt
             if 0 <= h < height:
@@ -57,20 +62,22 @@ def max_pool_forward(out, x, geometry):
 
 @cuda.jit(device=True)
 def first_max_position(x, plane, oh, ow, target, geometry):
-    """(h, w) of the first real position of window (oh, ow), row-major, where x equals target; (-1, -1) if none."""
+    """(h, w) of the first real position of window (oh, ow), row-major, where the max `target` came from (x equals
+    it, or is NaN like it); (-1, -1) if none."""
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for r in range(kh):
         h = oh * sh + r - pt
         if 0 <= h < height:
             for s in range(kw):
                 w = ow * sw + s - pl
-                if 0 <= w < width and x[(plane * height + h) * width + w] == target:
+                if 0 <= w < width and is_max(x[(plane * height + h) * width + w], target):
                     return h, w
     return -1, -1
 
 
 @cuda.jit
-def max_pool_backward(dx, dy, x, y, relu_y, geometry, masked):
+def max_pool_backward(dx, dy, x, y, relu_y, zero, geometry, masked):
+    """dx[i] = Σ dy over the windows whose first max sits at i (`zero` is 0 in x's type)."""
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         w = i % width
@@ -78,7 +85,7 @@ def max_pool_backward(dx, dy, x, y, relu_y, geometry, masked):
         plane = i // (width * height)
         oh_first, oh_stop = window_range(h, pt, kh, sh, out_h)
         ow_first, ow_stop = window_range(w, pl, kw, sw, out_w)
-        acc = 0.0
+        acc = zero
         for oh in range(oh_first, oh_stop):
             for ow in range(ow_first, ow_stop):
                 o = (plane * out_h + oh) * out_w + ow
@@ -89,13 +96,14 @@ def max_pool_backward(dx, dy, x, y, relu_y, geometry, masked):
 
 
 @cuda.jit
-def avg_pool_forward(out, x, geometry):
+def avg_pool_forward(out, x, zero, size, geometry):
+    """out = (Σ over the window) / size, size = KH·KW in x's type (padding counts as 0)."""
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for o in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         ow = o % out_w
         oh = (o // out_w) % out_h
         plane = o // (out_w * out_h)
-        total = 0.0
+        total = zero
         for r in range(kh):
             h = oh * sh + r - pt
             if 0 <= h < height:
@@ -103,11 +111,12 @@ def avg_pool_forward(out, x, geometry):
                     w = ow * sw + s - pl
                     if 0 <= w < width:
                         total += x[(plane * height + h) * width + w]
-        out[o] = total / (kh * kw)
+        out[o] = total / size
 
 
 @cuda.jit
-def avg_pool_backward(dx, dy, relu_y, geometry, masked):
+def avg_pool_backward(dx, dy, relu_y, zero, size, geometry, masked):
+    """dx[i] = Σ dy / size over the windows containing i, each share divided first, as the reference does."""
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         w = i % width
@@ -115,20 +124,20 @@ def avg_pool_backward(dx, dy, relu_y, geometry, masked):
         plane = i // (width * height)
         oh_first, oh_stop = window_range(h, pt, kh, sh, out_h)
         ow_first, ow_stop = window_range(w, pl, kw, sw, out_w)
-        total = 0.0
+        total = zero
         for oh in range(oh_first, oh_stop):
             for ow in range(ow_first, ow_stop):
-                total += dy[(plane * out_h + oh) * out_w + ow]
-        average = total / (kh * kw)
-        dx[i] = f_relu_grad(average, relu_y[i], 0) if masked else average
+                total += dy[(plane * out_h + oh) * out_w + ow] / size
+        dx[i] = f_relu_grad(total, relu_y[i], 0) if masked else total
 
 
 _GEOMETRY = types.UniTuple(types.int64, 10)
-register_generic("max_pool_forward", max_pool_forward, lambda f: (f[::1], f[::1], _GEOMETRY))
+register_generic("max_pool_forward", max_pool_forward, lambda f: (f[::1], f[::1], f, _GEOMETRY))
 register_generic("max_pool_backward", max_pool_backward,
-                 lambda f: (f[::1], f[::1], f[::1], f[::1], f[::1], _GEOMETRY, types.boolean))
-register_generic("avg_pool_forward", avg_pool_forward, lambda f: (f[::1], f[::1], _GEOMETRY))
-register_generic("avg_pool_backward", avg_pool_backward, lambda f: (f[::1], f[::1], f[::1], _GEOMETRY, types.boolean))
+                 lambda f: (f[::1], f[::1], f[::1], f[::1], f[::1], f, _GEOMETRY, types.boolean))
+register_generic("avg_pool_forward", avg_pool_forward, lambda f: (f[::1], f[::1], f, f, _GEOMETRY))
+register_generic("avg_pool_backward", avg_pool_backward,
+                 lambda f: (f[::1], f[::1], f[::1], f, f, _GEOMETRY, types.boolean))
 
 
 def pool_geometry(x_shape, y_shape, kernel_size, stride, padding):
@@ -140,14 +149,16 @@ def pool_geometry(x_shape, y_shape, kernel_size, stride, padding):
 @step_kernel
 def max_pool2d(out, x, *, kernel_size, stride, padding):
     geometry = pool_geometry(shape_of(x), shape_of(out), kernel_size, stride, padding)
-    return [BoundLaunch(max_pool_forward, grid_for(out.size), BLOCK, [flat(out), flat(x), geometry])]
+    return [BoundLaunch(max_pool_forward, grid_for(out.size), BLOCK,
+                        [flat(out), flat(x), out.dtype.type(-math.inf), geometry])]
 
 
 def max_pool_backward_launch(out, dy, x, y, relu_y, kernel_size, stride, padding):
     geometry = pool_geometry(shape_of(x), shape_of(y), kernel_size, stride, padding)
     mask = x if relu_y is None else relu_y
     return BoundLaunch(max_pool_backward, grid_for(out.size), BLOCK,
-                       [flat(out), flat(dy), flat(x), flat(y), flat(mask), geometry, relu_y is not None])
+                       [flat(out), flat(dy), flat(x), flat(y), flat(mask), out.dtype.type(0), geometry,
+                        relu_y is not None])
 
 
 @step_kernel
@@ -164,14 +175,17 @@ def max_pool2d_grad_relu(out, dy, x, y, relu_y, *, kernel_size, stride, padding)
 @step_kernel
 def avg_pool2d(out, x, *, kernel_size, stride, padding):
     geometry = pool_geometry(shape_of(x), shape_of(out), kernel_size, stride, padding)
-    return [BoundLaunch(avg_pool_forward, grid_for(out.size), BLOCK, [flat(out), flat(x), geometry])]
+    size = out.dtype.type(kernel_size[0] * kernel_size[1])
+    return [BoundLaunch(avg_pool_forward, grid_for(out.size), BLOCK,
+                        [flat(out), flat(x), out.dtype.type(0), size, geometry])]
 
 
 def avg_pool_backward_launch(out, dy, relu_y, kernel_size, stride, padding):
     geometry = pool_geometry(shape_of(out), shape_of(dy), kernel_size, stride, padding)
     mask = out if relu_y is None else relu_y
+    size = out.dtype.type(kernel_size[0] * kernel_size[1])
     return BoundLaunch(avg_pool_backward, grid_for(out.size), BLOCK,
-                       [flat(out), flat(dy), flat(mask), geometry, relu_y is not None])
+                       [flat(out), flat(dy), flat(mask), out.dtype.type(0), size, geometry, relu_y is not None])
 
 
 @step_kernel

@@ -8,8 +8,13 @@ registers, shared memory, stack and spills per kernel. This catches what Numba's
 whose size is not a compile-time constant, Python that does not compile for the GPU, register spills.
 
 Every kernel in registry.DEVICE_KERNELS is compiled for float32 at every compute capability asked for, and for
-float64 at the first. The check fails (exit status 1) if any kernel fails to compile or assemble. It must run
-without the simulator (NUMBA_ENABLE_CUDASIM unset): the simulator replaces numba.cuda and has no compiler.
+float64 at the first. The check fails (exit status 1) if any kernel fails to compile or assemble, or if a float32
+build computes in float64 — an instruction such as add.f64, fma.rn.f64, setp.lt.f64 or cvt.f64.f32 — unless the
+kernel was registered with `float64="why"` (sums accumulated in float64 on purpose). Such arithmetic comes from a
+Python number in the kernel: Numba types `1 - y` as float64 when y is float32, so a float32 kernel silently runs
+at the GPU's float64 rate (1/2 to 1/64 of float32) and rounds differently from the reference. The simulator
+cannot see it; the PTX can. It must run without the simulator (NUMBA_ENABLE_CUDASIM unset): the simulator
+replaces numba.cuda and has no compiler.
 """
 import argparse
 import os
@@ -43,6 +48,33 @@ def all_kernels():
     from .registry import DEVICE_KERNELS
     load_tables()
     return DEVICE_KERNELS
+
+
+# An arithmetic, comparison or conversion instruction and its modifiers, e.g. "fma.rn.f64", "setp.lt.f64",
+# "cvt.rn.f32.f64" (loads, stores and moves of float64 values are not arithmetic, and are left out).
+ARITHMETIC = re.compile(r"^\s*(?:@!?%\w+\s+)?((?:add|sub|mul|div|fma|mad|neg|abs|min|max|sqrt|rsqrt|rcp|ex2|lg2|sin|cos"
+                        r"|tanh|setp|set|testp|copysign|cvt)(?:\.\w+)+)\s", re.MULTILINE)
+
+
+def float64_instructions(ptx):
+    """{instruction: count} of the float64 arithmetic in a PTX text, e.g. {"add.f64": 2, "cvt.f64.f32": 1}."""
+    found = {}
+    for instruction in ARITHMETIC.findall(ptx):
+        if ".f64" in instruction:
+            found[instruction] = found.get(instruction, 0) + 1
+    return found
+
+
+def float64_problem(name, ptx):
+    """Why a float32 build of kernel `name` fails the check, or None: the float64 arithmetic in its PTX."""
+    found = float64_instructions(ptx)
+    if not found:
+        return None
+    listed = ", ".join(f"{instruction} x{count}" for instruction, count in sorted(found.items()))
+    return (f"float64 arithmetic in the float32 build of {name}: {listed}. A Python number in the kernel (1 - y, "
+            "dy * 0, min(x, 0)) is a float64 or int64 to Numba; pass constants in the kernel's type (a parameter "
+            "such as `one`, or x.dtype.type(1) from the host), or multiply by a boolean — or, where float64 is "
+            "meant, register the kernel with float64=\"why\"")
 
 
 USAGE = re.compile(r"Used (\d+) registers(?:.*?(\d+) bytes smem)?")
@@ -100,6 +132,11 @@ def check_one(job):
         except Exception as error:
             rows.append((kernel.name, dtype_name, cc, None, f"compile_ptx failed: {type(error).__name__}: {error}"))
             continue
+        if dtype == np.float32 and kernel.float64 is None:
+            problem = float64_problem(kernel.name, ptx)
+            if problem is not None:
+                rows.append((kernel.name, dtype_name, cc, None, problem))
+                continue
         usage, problem = assemble(ptxas, ptx, cc)
         rows.append((kernel.name, dtype_name, cc, usage, problem, time.perf_counter() - start))
     return rows

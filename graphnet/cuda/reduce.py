@@ -120,13 +120,19 @@ SUM_KERNELS = reduction_kernels(add, 0.0)
 MAX_KERNELS = reduction_kernels(keep_max, -math.inf)
 
 _INDEX = types.UniTuple(types.int64, MAX_DIMS)
+WHY_FLOAT64 = {"sum": "partial sums accumulate in float64 (see the module docstring)",
+               "max": "the reduction template's float64 partials and scale; exact for a max (every float32 is a "
+                      "float64)"}
 for _name, (_thread, _block, _combine) in (("sum", SUM_KERNELS), ("max", MAX_KERNELS)):
     register_generic(f"{_name}.per_thread", _thread,
-                     lambda f: (f[::1], f[::1], types.float64, types.int64, types.int64) + (_INDEX,) * 4)
+                     lambda f: (f[::1], f[::1], types.float64, types.int64, types.int64) + (_INDEX,) * 4,
+                     float64=WHY_FLOAT64[_name])
     register_generic(f"{_name}.per_block", _block,
-                     lambda f: (types.float64[::1], f[::1], types.float64, types.int64, types.int64) + (_INDEX,) * 4)
+                     lambda f: (types.float64[::1], f[::1], types.float64, types.int64, types.int64) + (_INDEX,) * 4,
+                     float64=WHY_FLOAT64[_name])
     register_generic(f"{_name}.combine_splits", _combine,
-                     lambda f: (f[::1], types.float64[::1], types.float64, types.int64, types.int64))
+                     lambda f: (f[::1], types.float64[::1], types.float64, types.int64, types.int64),
+                     float64=WHY_FLOAT64[_name])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -226,33 +232,43 @@ def sum_to(out, dy, *, axes, plan=None, algorithm=None, workspace=None):
     return reduction_launches(SUM_KERNELS, out, dy, plan, 1.0, workspace)
 
 
+@cuda.jit(device=True)
+def is_max(v, m):
+    """v is where the max m came from: equal to it, or NaN like it (a NaN max's gradient goes to the NaNs)."""
+    return v == m or (v != v and m != m)
+
+
 @cuda.jit
-def route_to_maxima(out, dy, x, y, n_out, n_reduced, kept_sizes, kept_strides, reduced_sizes, reduced_strides):
-    """Thread j: count the positions of x equal to the max y[j], then give each dy[j] / count (others 0)."""
+def route_to_maxima(out, dy, x, y, one, n_out, n_reduced, kept_sizes, kept_strides, reduced_sizes,
+                    reduced_strides):
+    """Thread j: count the positions of x where the max y[j] came from, then give each dy[j] / count (others 0,
+    as a product with a boolean, like the reference). `one` is 1 in x's type, so the count and the division stay
+    in that type."""
     for j in range(cuda.grid(1), n_out, cuda.gridsize(1)):
         base = offset_of(j, kept_sizes, kept_strides)
-        winners = 0
+        winners = one - one
         for r in range(n_reduced):
-            if x[base + offset_of(r, reduced_sizes, reduced_strides)] == y[j]:
-                winners += 1
-        share = dy[j] / winners if winners > 0 else dy[j] * 0
+            if is_max(x[base + offset_of(r, reduced_sizes, reduced_strides)], y[j]):
+                winners += one
+        share = dy[j] / winners
         for r in range(n_reduced):
             at = base + offset_of(r, reduced_sizes, reduced_strides)
-            out[at] = share if x[at] == y[j] else share * 0
+            out[at] = share * is_max(x[at], y[j])
 
 
 register_generic("route_to_maxima", route_to_maxima,
-                 lambda f: (f[::1],) * 4 + (types.int64, types.int64) + (_INDEX,) * 4)
+                 lambda f: (f[::1],) * 4 + (f, types.int64, types.int64) + (_INDEX,) * 4)
 
 
 @step_kernel
 def max_grad(out, dy, x, y, *, axes, keepdims):
-    """dy shared equally among the positions of x that equal the max."""
+    """dy shared equally among the positions of x where the max came from (equal to it, or NaN like it)."""
     kept, reduced = reduction_layout(shape_of(x), axes)
     n_out = y.size
     n_reduced = numel([shape_of(x)[a] for a in axes])
     return [BoundLaunch(route_to_maxima, grid_for(n_out), BLOCK,
-                        [flat(out), flat(dy), flat(x), flat(y), n_out, n_reduced, *kept, *reduced])]
+                        [flat(out), flat(dy), flat(x), flat(y), out.dtype.type(1), n_out, n_reduced, *kept,
+                         *reduced])]
 
 
 @cuda.jit

@@ -55,7 +55,8 @@ def dropout_mask(out, x, key, rate, scale):
         out[i] = float64(x[i]) * (scale if u >= rate else 0.0)     # in float64, as NumPy multiplies
 
 
-register_generic("dropout_mask", dropout_mask, lambda f: (f[::1], f[::1], types.uint64, types.float64, types.float64))
+register_generic("dropout_mask", dropout_mask, lambda f: (f[::1], f[::1], types.uint64, types.float64, types.float64),
+                 float64="the mask's product is in float64, as the reference's NumPy computes it (bit for bit)")
 
 KEY_ARGUMENT = 2      # dropout_mask's argument that changes with every run
 
@@ -157,15 +158,17 @@ def variance_backward_apply(out, dy, x, stats, channels, size, scale):
 
 
 _I, _F8 = types.int64, types.float64
-register_generic("channel_mean_var", channel_mean_var, lambda f: (_F8[::1], f[::1], _I, _I, _I))
-register_generic("channel_grad_sums", channel_grad_sums, lambda f: (_F8[::1], f[::1], f[::1], _I, _I, _I, _F8))
+STATS = "per-channel statistics are float64 (the workspace of the module docstring)"
+register_generic("channel_mean_var", channel_mean_var, lambda f: (_F8[::1], f[::1], _I, _I, _I), float64=STATS)
+register_generic("channel_grad_sums", channel_grad_sums, lambda f: (_F8[::1], f[::1], f[::1], _I, _I, _I, _F8),
+                 float64=STATS)
 register_generic("batch_norm_apply", batch_norm_apply,
-                 lambda f: (f[::1], f[::1], f[::1], f[::1], _F8[::1], _I, _I, _F8))
+                 lambda f: (f[::1], f[::1], f[::1], f[::1], _F8[::1], _I, _I, _F8), float64=STATS)
 register_generic("batch_norm_backward_apply", batch_norm_backward_apply,
-                 lambda f: (f[::1], f[::1], f[::1], f[::1], _F8[::1], _I, _I, _F8, _I))
-register_generic("take_stats", take_stats, lambda f: (f[::1], _F8[::1], _I, _F8))
+                 lambda f: (f[::1], f[::1], f[::1], f[::1], _F8[::1], _I, _I, _F8, _I), float64=STATS)
+register_generic("take_stats", take_stats, lambda f: (f[::1], _F8[::1], _I, _F8), float64=STATS)
 register_generic("variance_backward_apply", variance_backward_apply,
-                 lambda f: (f[::1], f[::1], f[::1], _F8[::1], _I, _I, _F8))
+                 lambda f: (f[::1], f[::1], f[::1], _F8[::1], _I, _I, _F8), float64=STATS)
 
 
 def channel_view(shape, axes):

@@ -47,54 +47,117 @@ CIFAR10_TEST_FILES = ("test_batch.bin",)
 CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32
 
 
-def _read_bytes(path):
-    """The whole content of `path`, gunzipped when it starts with the gzip magic number 1f 8b."""
+# What the readers accept at most, checked before the data is read (a small .gz can inflate to gigabytes).
+MAX_IDX_BYTES = 2 ** 30          # data bytes an IDX file may declare (MNIST's training images: 47 MB)
+MAX_IDX_DIMS = 32                # dimensions an IDX header may declare (MNIST's files have 1 or 3)
+MAX_FILE_BYTES = 2 ** 30         # bytes a CIFAR-10 batch may hold once decompressed (one holds 30 MB)
+
+
+def _open(path):
+    """`path` opened for reading in binary; a missing file, a folder or an unreadable file is a DatasetError."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        return open(path, "rb")
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
-    if raw[:2] == b"\x1f\x8b":
+    except IsADirectoryError:
+        raise DatasetError(f"{path}: is a folder, not a file; give the path of the file inside it") from None
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
+def _is_gzip(file):
+    """Whether the open file starts with the gzip magic number 1f 8b (the position is left at 0)."""
+    start = file.read(2)
+    file.seek(0)
+    return start == b"\x1f\x8b"
+
+
+def _read_bytes(path, max_bytes=MAX_FILE_BYTES):
+    """The whole content of `path`, gunzipped when it starts with the gzip magic number 1f 8b; more than
+    `max_bytes` (after decompression) is refused before it is all in memory."""
+    with _open(path) as raw:
+        compressed = _is_gzip(raw)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
         try:
-            return gzip.decompress(raw)
+            data = stream.read(max_bytes + 1)
         except (EOFError, OSError, zlib.error) as e:
             raise DatasetError(f"{path}: a damaged or truncated gzip file ({e})") from None
-    return raw
+    if len(data) > max_bytes:
+        raise DatasetError(f"{path}: holds more than max_bytes={max_bytes:,} bytes{' once decompressed' * compressed}"
+                           "; refused before reading the rest")
+    return data
 
 
-def read_idx(path):
+def read_idx(path, max_bytes=MAX_IDX_BYTES):
     """The array stored in the IDX file `path` (raw, or gzip-compressed), with the file's shape and a native-endian
-    copy of its dtype. Raises DatasetError naming the file for a wrong magic number, an unknown dtype code, or a
-    size that differs from 4 + 4·ndims + itemsize·Π dims bytes (a truncated file, or trailing bytes)."""
+    copy of its dtype. Raises DatasetError naming the file for a wrong magic number, an unknown dtype code, more
+    than MAX_IDX_DIMS dimensions, a size that differs from 4 + 4·ndims + itemsize·Π dims bytes (a truncated file,
+    or trailing bytes), or one over `max_bytes` of data. The header is read and checked first, so a file that
+    declares (or inflates to) more than it should is refused before its data is in memory."""
     path = os.fspath(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise DatasetError(f"{path}: not an IDX file: it holds {len(data)} bytes, fewer than the 4 of the magic "
+    with _open(path) as raw:
+        compressed = _is_gzip(raw)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        try:
+            return _read_idx_stream(path, stream, None if compressed else os.fstat(raw.fileno()).st_size,
+                                    max_bytes)
+        except (EOFError, OSError, zlib.error) as e:
+            if compressed:
+                raise DatasetError(f"{path}: a damaged or truncated gzip file ({e})") from None
+            raise DatasetError(f"{path}: cannot be read ({e})") from None
+
+
+def _read_idx_stream(path, stream, file_size, max_bytes):
+    """read_idx on an open stream; file_size is the whole file's size where it is known (not for gzip)."""
+    magic = stream.read(4)
+    if len(magic) < 4:
+        raise DatasetError(f"{path}: not an IDX file: it holds {len(magic)} bytes, fewer than the 4 of the magic "
                            f"number 00 00 <dtype> <ndims>")
-    if data[0] != 0 or data[1] != 0:
+    if magic[0] != 0 or magic[1] != 0:
         raise DatasetError(f"{path}: not an IDX file: the magic number must start with bytes 00 00, found "
-                           f"{data[0]:02x} {data[1]:02x}")
-    code, ndims = data[2], data[3]
+                           f"{magic[0]:02x} {magic[1]:02x}")
+    code, ndims = magic[2], magic[3]
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X} ({d.name})" for c, d in IDX_DTYPES.items())
         raise DatasetError(f"{path}: unknown IDX dtype code 0x{code:02X} in byte 2 of the magic number; "
                            f"the format knows {known}")
+    if ndims > MAX_IDX_DIMS:
+        raise DatasetError(f"{path}: the header declares {ndims} dimensions (byte 3 of the magic number); an IDX "
+                           f"array has at most {MAX_IDX_DIMS} (MNIST's files have 1 or 3): a damaged file, or not "
+                           "an IDX file")
     header = 4 + 4 * ndims
-    if len(data) < header:
+    sizes = stream.read(4 * ndims)
+    if len(sizes) < 4 * ndims:
         raise DatasetError(f"{path}: truncated IDX header: {ndims} dimensions need 4 + 4*{ndims} = {header} bytes, "
-                           f"the file holds {len(data)}")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">i4", count=ndims, offset=4))
+                           f"the file holds {4 + len(sizes)}")
+    shape = tuple(int(d) for d in np.frombuffer(sizes, dtype=">i4"))
     if any(d < 0 for d in shape):
         raise DatasetError(f"{path}: not an IDX file: negative dimension sizes {shape} in the header")
     dtype = IDX_DTYPES[code]
     expected = dtype.itemsize * math.prod(shape)
-    found = len(data) - header
-    if found != expected:
+    dims = " x ".join(map(str, shape)) or "scalar"
+
+    def size_error(found, more=False):
         what = "truncated" if found < expected else "trailing bytes"
-        dims = " x ".join(map(str, shape)) or "scalar"
-        raise DatasetError(f"{path}: {what}: a {dims} array of {dtype.name} needs {expected} data bytes after the "
-                           f"{header}-byte header, the file holds {found}")
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+        holds = f"more than {found}" if more else f"{found}"
+        return DatasetError(f"{path}: {what}: a {dims} array of {dtype.name} needs {expected} data bytes after the "
+                            f"{header}-byte header, the file holds {holds}")
+
+    if expected > max_bytes:
+        raise DatasetError(f"{path}: the header declares a {dims} array of {dtype.name}, {expected:,} bytes, more "
+                           f"than max_bytes={max_bytes:,}; refused before reading it. If the file really holds "
+                           "that much, pass read_idx(path, max_bytes=...)")
+    if file_size is not None and file_size - header != expected:
+        raise size_error(file_size - header)
+    data = stream.read(expected)
+    if len(data) < expected:
+        raise size_error(len(data))
+    trailing, limit = 0, 1 << 20                         # count what follows, up to a MiB
+    while trailing <= limit and (chunk := stream.read(limit + 1 - trailing)):
+        trailing += len(chunk)
+    if trailing:
+        raise size_error(expected + min(trailing, limit), more=trailing > limit)
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
 
 

@@ -19,9 +19,39 @@ The top model's name is not part of its variables' names (conv1/weight, not lene
 nested in another one is (block1/conv1/weight).
 """
 from .. import checkpoint
-from ..errors import GraphError
-from ..graph import Graph, placeholder
-from .layers import Layer
+from ..errors import GraphError, ShapeError
+from ..graph import Graph, format_shape, placeholder
+from ..messages import warn
+from .layers import Conv2D, GlobalAvgPool2D, Layer, MaxPool2D
+
+
+def channels_last_hint(sample_shape):
+    """A hint when an image's sample shape looks channels-last, (H, W, C) with C of 1, 3 or 4 — graphnet, like
+    PyTorch, wants (C, H, W); '' otherwise."""
+    shape = tuple(sample_shape)
+    if len(shape) != 3 or shape[2] not in (1, 3, 4) or shape[0] in (1, 3, 4) or None in shape:
+        return ""
+    nchw = (shape[2], shape[0], shape[1])
+    return (f"The sample shape {format_shape(shape)} looks channels-last (H, W, C), as Keras's default; graphnet "
+            f"is NCHW, like PyTorch: build the model for {format_shape(nchw)} and feed "
+            "x.transpose(0, 3, 1, 2)")
+
+
+def call_with_layout_hint(model, x, training, sample_shape):
+    """model(x, training) for samples of `sample_shape`; when that looks channels-last, a ShapeError gets the
+    NCHW hint, and a model with image layers that builds anyway is warned about: (28, 28, 3) builds, as 28
+    channels of 28x3 images, and would train on the wrong axes."""
+    hint = channels_last_hint(sample_shape)
+    try:
+        y = model(x, training=training)
+    except ShapeError as error:
+        if hint:
+            raise ShapeError(f"{error}\n{hint}") from None
+        raise
+    if hint and isinstance(model, Model) and any(isinstance(layer, (Conv2D, MaxPool2D, GlobalAvgPool2D))
+                                                 for layer in model.walk()):
+        warn(f"{model.describe()}: {hint}")
+    return y
 
 
 class Model(Layer):
@@ -102,7 +132,7 @@ class Model(Layer):
         graph = self.graph if self.graph is not None else Graph()
         with graph:
             self.input = placeholder((None,) + tuple(input_shape), dtype, name="input")
-        self.output = self(self.input, training=False)
+        self.output = call_with_layout_hint(self, self.input, False, input_shape)
         return self.output
 
     # -- variables -----------------------------------------------------------------------------------------------

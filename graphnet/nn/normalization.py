@@ -13,7 +13,9 @@ Batch norm is the `batch_norm` op (its training branch updates the running stati
 The other three are written with elementwise ops and reductions, so autodiff derives their gradients.
 """
 from .. import ops
-from ..errors import ShapeError, user_site
+from ..errors import GraphError, ShapeError, user_site
+from ..graph import format_shape
+from ..messages import warn
 from ..op import numel
 from .layers import Layer, _require_known, _require_rank
 
@@ -31,13 +33,35 @@ class BatchNorm(Layer):
     parameters: γ, β (trainable) and the running mean and variance (statistics, not trained) — 4·C in all.
     Training:  y = γ · (x − μ_B) / √(σ²_B + ε) + β, and r ← (1 − momentum)·r + momentum·(batch statistic)
     Inference: y = γ · (x − running_mean) / √(running_var + ε) + β
+
+    momentum is the weight of the new batch, as in PyTorch (default 0.1). Keras's momentum is the weight of the
+    old value (default 0.99): Keras's momentum=m is momentum=1 − m here, and a momentum above 0.5 is warned about.
+    Training needs more than one value per channel (N·H·W ≥ 2): the variance of one value is 0/0.
     """
     kind = "batchnorm"
     ranks = (2, 4)
 
     def __init__(self, momentum=0.1, eps=1e-5, name=None):
         super().__init__(name)
+        if not 0 <= momentum <= 1:
+            raise GraphError(f"BatchNorm: momentum must be in [0, 1] (the weight of each new batch in the running "
+                             f"statistics), got {momentum!r}")
+        if momentum > 0.5:
+            warn(f"BatchNorm: momentum={momentum:g} gives each new batch a weight of {momentum:g} in the running "
+                 f"statistics (PyTorch's convention: running = (1 - momentum)·running + momentum·batch). If this is "
+                 f"Keras's momentum (the weight of the old value), write momentum={1 - momentum:.3g}")
         self.momentum, self.eps = float(momentum), float(eps)
+
+    def check_training_batch(self, batch_size, where):
+        """Refuse, before anything runs, a training batch that gives some channel a single value (N·H·W = 1):
+        its variance would be 0/0 and the running variance NaN from then on, as every later prediction."""
+        if not self.built or self.input_shape is None:
+            return
+        shape = (batch_size,) + tuple(self.input_shape[1:])
+        if None not in shape and numel(shape[2:]) * batch_size < 2:
+            raise GraphError(f"{where}: {self.describe()} expected more than 1 value per channel when training, "
+                             f"got input {format_shape(shape)}: the batch variance of a single value is undefined "
+                             "and would make the running variance NaN. Train on batches of at least 2 samples")
 
     def create_variables(self, input_shape, dtype):
         layout = " or ".join({2: "(N, C)", 4: "(N, C, H, W)"}[r] for r in self.ranks)

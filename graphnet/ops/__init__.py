@@ -1,6 +1,7 @@
 """The ops: one module per family, each op a shape rule, a gradient rule, a FLOP count and a kernel name."""
 from .activations import elu, leaky_relu, log_softmax, maxout, relu, sigmoid, softmax, tanh
 from .conv import conv2d
+from .dtypes import cast
 from .elementwise import add, div, exp, log, maximum, minimum, mul, neg, pow, sqrt, sub
 from .linalg import matmul
 from .losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
@@ -10,4 +11,4 @@ from .regularization import batch_norm, dropout
 from .shape import concat, flatten, getitem, reshape, transpose
 from .state import assign
 
-__all__ = ['elu', 'leaky_relu', 'log_softmax', 'maxout', 'relu', 'sigmoid', 'softmax', 'tanh', 'conv2d', 'add', 'div', 'exp', 'log', 'maximum', 'minimum', 'mul', 'neg', 'pow', 'sqrt', 'sub', 'matmul', 'binary_cross_entropy_with_logits', 'mse', 'softmax_cross_entropy', 'avg_pool2d', 'global_avg_pool2d', 'max_pool2d', 'max', 'mean', 'sum', 'batch_norm', 'dropout', 'concat', 'flatten', 'getitem', 'reshape', 'transpose', 'assign']
+__all__ = ['elu', 'leaky_relu', 'log_softmax', 'maxout', 'relu', 'sigmoid', 'softmax', 'tanh', 'conv2d', 'cast', 'add', 'div', 'exp', 'log', 'maximum', 'minimum', 'mul', 'neg', 'pow', 'sqrt', 'sub', 'matmul', 'binary_cross_entropy_with_logits', 'mse', 'softmax_cross_entropy', 'avg_pool2d', 'global_avg_pool2d', 'max_pool2d', 'max', 'mean', 'sum', 'batch_norm', 'dropout', 'concat', 'flatten', 'getitem', 'reshape', 'transpose', 'assign']

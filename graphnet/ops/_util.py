@@ -27,10 +27,19 @@ def normalize_axes(axis, ndim, what="axis"):
     """`axis` (None, int or sequence, negatives allowed) as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, (bool, np.bool_)):
+        axes = (axis,)
+    elif isinstance(axis, (tuple, list, range, np.ndarray)):
+        axes = tuple(axis)
+    else:
+        raise ShapeRuleViolation(f"{what} {axis!r} is not an axis: give an int or a tuple of ints, e.g. "
+                                 f"{what}=1 or {what}=(0, 2)")
     result = []
     for a in axes:
-        if not isinstance(a, (int, np.integer)) or not -ndim <= a < ndim:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, (bool, np.bool_)):
+            raise ShapeRuleViolation(f"{what} {axis!r} holds {a!r}, which is not an int; axes are ints, e.g. "
+                                     f"{what}=1 or {what}=(0, 2)")
+        if not -ndim <= a < ndim:
             raise ShapeRuleViolation(f"{what} {a!r} is out of range for a tensor of rank {ndim} "
                                      f"(valid: {-ndim}..{ndim - 1})")
         result.append(int(a) % ndim)

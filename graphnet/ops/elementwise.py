@@ -1,12 +1,15 @@
 """Elementwise arithmetic with NumPy broadcasting: add, sub, mul, div, neg, exp, log, sqrt, pow, maximum, minimum.
 
-Gradients of broadcast inputs are summed back to the input's shape by `sum_to` (the adjoint of broadcasting).
+Result dtypes follow NumPy 2 (see dtypes.py): `labels * 0.5` is float64, `labels / 2` too, `x_float32 * 2` stays
+float32. Gradients of broadcast inputs are summed back to the input's shape by `sum_to` (the adjoint of
+broadcasting).
 """
 import numpy as np
 
-from ..errors import ShapeRuleViolation
+from ..errors import GraphError, ShapeError, ShapeRuleViolation, user_site
 from ..op import Op, numel
 from ._util import apply, broadcast_shapes, tensors
+from .dtypes import as_dtype, float_result, promoted, require_not_bool, result_dtype
 
 
 class Broadcasting(Op):
@@ -40,8 +43,9 @@ def check_unknowns_equal(static_shapes, shapes, out):
                     "unknown at build time is not supported: declare that size as 1")
 
 
-def broadcasting(op, *values, name=None):
-    inputs = tensors(*values)
+def broadcasting(op, *values, name=None, dtype_rule=None):
+    """The op applied to `values` brought to one dtype (NumPy's promotion, see dtypes.py)."""
+    inputs = promoted(op.name, values, dtype_rule)
     return apply(op, inputs, {"static_shapes": [t.shape for t in inputs]}, name=name)
 
 
@@ -128,7 +132,9 @@ class Minimum(Broadcasting):
 
 
 class SelectGrad(Broadcasting):
-    """dy where the chosen input won the max/min (ties go to the first input), 0 elsewhere."""
+    """dy where the chosen input won the max/min, 0 elsewhere: the input maximum (minimum) returned. That is the
+    first where a >= b (a <= b) or a is NaN, else the second — ties go to the first input, and a NaN result's
+    gradient goes to the NaN it came from, as PyTorch routes it."""
     name = "select_grad"
     differentiable = False
 
@@ -173,7 +179,8 @@ class Sqrt(Unary):
 
 
 class Pow(Unary):
-    """x ** p for a constant exponent p."""
+    """x ** p for a constant exponent p. x ** 0.5 is √x, as NumPy computes it (so (−∞) ** 0.5 is NaN, not C's
+    pow(−∞, 0.5) = +∞, and (−0) ** 0.5 is −0)."""
     name = "pow"
 
     def describe(self, attrs):
@@ -182,6 +189,9 @@ class Pow(Unary):
     def gradient(self, node, dy):
         p = node.attrs["exponent"]                     # (x^p)' = p x^(p-1)
         x = node.inputs[0]
+        if p == 0:                                     # x^0 = 1 is constant: 0, not 0 · x^-1 (NaN at x = 0)
+            from .reduce import broadcast_to
+            return [broadcast_to(as_dtype(0, x.dtype, "pow", like=x), x)]
         if p == 2:
             return [mul(dy, mul(x, 2.0))]
         return [mul(dy, mul(pow(x, p - 1), float(p)))]
@@ -194,7 +204,15 @@ def add(a, b, name=None):
 
 def sub(a, b, name=None):
     """a - b, broadcasting."""
-    return broadcasting(Sub(), a, b, name=name)
+    return broadcasting(Sub(), a, b, name=name, dtype_rule=_no_bool_subtraction)
+
+
+def _no_bool_subtraction(dtype):
+    """NumPy has no subtraction of booleans (is True - True False, or 0?); nor has graphnet."""
+    if dtype == np.dtype(bool):
+        raise ShapeError(f"sub ({user_site()}): both operands are bool, and NumPy has no subtraction of booleans; "
+                         "cast them to integers first, e.g. gn.cast(a, 'int64')")
+    return dtype
 
 
 def mul(a, b, name=None):
@@ -203,8 +221,8 @@ def mul(a, b, name=None):
 
 
 def div(a, b, name=None):
-    """a / b elementwise, broadcasting."""
-    return broadcasting(Div(), a, b, name=name)
+    """a / b elementwise, broadcasting: true division, so integers divide to float64 (as in NumPy)."""
+    return broadcasting(Div(), a, b, name=name, dtype_rule=float_result)
 
 
 def maximum(a, b, name=None):
@@ -218,26 +236,44 @@ def minimum(a, b, name=None):
 
 
 def neg(x, name=None):
-    return apply(Neg(), tensors(x), name=name)
+    """-x"""
+    (x,) = tensors(x)
+    require_not_bool("neg", x, f"cast it to a number first, e.g. -gn.cast({x.name}, 'int64') (or "
+                               f"1 - gn.cast({x.name}, 'int64') for a logical not)")
+    return apply(Neg(), [x], name=name)
+
+
+def _float_unary(op, x, name):
+    """An op whose values are floats: integers and bools are cast to float64 first, as NumPy computes them."""
+    (x,) = promoted(op.name, [x], float_result)
+    return apply(op, [x], name=name)
 
 
 def exp(x, name=None):
-    return apply(Exp(), tensors(x), name=name)
+    """e ** x"""
+    return _float_unary(Exp(), x, name)
 
 
 def log(x, name=None):
     """Natural logarithm."""
-    return apply(Log(), tensors(x), name=name)
+    return _float_unary(Log(), x, name)
 
 
 def sqrt(x, name=None):
-    return apply(Sqrt(), tensors(x), name=name)
+    """√x"""
+    return _float_unary(Sqrt(), x, name)
 
 
 def pow(x, exponent, name=None):
-    """x ** exponent for a constant (Python number) exponent."""
-    if not isinstance(exponent, (int, float, np.integer, np.floating)) or isinstance(exponent, bool):
-        from ..errors import GraphError
-        raise GraphError(f"pow: the exponent must be a Python number, got {type(exponent).__name__}; "
-                         "for a tensor exponent write exp(b * log(a))")
-    return apply(Pow(), tensors(x), {"exponent": float(exponent)}, name=name)
+    """x ** exponent for a constant (Python number) exponent; the result dtype is NumPy's (an integer tensor to a
+    non-negative integer power stays integer, to a float power becomes float64)."""
+    if not isinstance(exponent, (int, float, np.integer, np.floating)) or isinstance(exponent, (bool, np.bool_)):
+        raise GraphError(f"pow ({user_site()}): the exponent must be a Python number, got "
+                         f"{type(exponent).__name__}; for a tensor exponent write exp(b * log(a))")
+    (x,) = tensors(x)
+    dtype = result_dtype([x, exponent])
+    if dtype.kind in "biu" and exponent < 0:
+        raise ShapeError(f"pow ({user_site()}): '{x.name}' is {x.dtype}, and NumPy does not raise integers to "
+                         f"negative integer powers ({exponent}); cast it to a float first: "
+                         f"gn.cast({x.name}, 'float64') ** {exponent}")
+    return apply(Pow(), [as_dtype(x, dtype, "pow")], {"exponent": float(exponent)}, name=name)

@@ -1,4 +1,6 @@
 """Matrix multiplication, 2-D and batched: C = op(A) @ op(B), where op transposes the last two axes on request."""
+import numpy as np
+
 from ..errors import ShapeRuleViolation
 from ..graph import format_shape
 from ..op import Op, numel
@@ -44,7 +46,8 @@ class MatMul(Op):
 
     def infer_dtype(self, in_dtypes, attrs):
         if in_dtypes[0] != in_dtypes[1]:
-            raise ShapeRuleViolation(f"dtypes differ: {in_dtypes[0]} @ {in_dtypes[1]}; cast one of them")
+            raise ShapeRuleViolation(f"dtypes differ: {in_dtypes[0]} @ {in_dtypes[1]}; cast one of them, e.g. "
+                                     f"gn.cast(a, '{np.result_type(*in_dtypes)}')")
         return in_dtypes[0]
 
     def flops(self, in_shapes, out_shape, attrs):

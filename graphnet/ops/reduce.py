@@ -2,8 +2,11 @@
 
 The functions shadow the builtins sum and max inside this module, as numpy's do.
 """
+import numpy as np
+
 from ..op import Op, numel
 from ._util import apply, checked, normalize_axes, tensors
+from .dtypes import cast
 
 
 def reduced_shape(shape, axes, keepdims):
@@ -72,7 +75,8 @@ class BroadcastTo(Op):
         else:
             keep_shape = tuple(1 if a in axes else d for a, d in enumerate(out_shape))
         count = numel(out_shape) // numel(keep_shape) if numel(keep_shape) else 1
-        return {"keep_shape": keep_shape, "scale": 1.0 / count if attrs["mean"] else 1.0}
+        mean = attrs["mean"] and count > 0             # a mean over no elements has no gradient to scale
+        return {"keep_shape": keep_shape, "scale": 1.0 / count if mean else 1.0}
 
     def describe(self, attrs):
         return "mean" if attrs["mean"] else ""
@@ -91,20 +95,24 @@ def broadcast_to(dy, like, axes=None, mean=False):
     return apply(BroadcastTo(), [dy], {"axes": axes, "mean": mean}, refs=[like], name="broadcast_to")
 
 
-def _reduction(op, x, axis, keepdims, name):
+def _reduction(op, x, axis, keepdims, name, numpy_function=None):
+    """The reduction `op` of x over `axis`; with `numpy_function`, x is first cast to the dtype that NumPy's
+    function returns for x's dtype (sum: bools and small integers to int64; mean: integers to float64)."""
     (x,) = tensors(x)
     axes = checked(op.name, normalize_axes, axis, x.ndim)
+    if numpy_function is not None:
+        x = cast(x, numpy_function(np.zeros(1, x.dtype)).dtype)
     return apply(op, [x], {"axes": axes, "keepdims": bool(keepdims)}, name=name)
 
 
 def sum(x, axis=None, keepdims=False, name=None):
-    """Sum over `axis` (None = all axes)."""
-    return _reduction(Sum(), x, axis, keepdims, name)
+    """Sum over `axis` (None = all axes); bools and small integers are summed as int64, as NumPy does."""
+    return _reduction(Sum(), x, axis, keepdims, name, np.sum)
 
 
 def mean(x, axis=None, keepdims=False, name=None):
-    """Mean over `axis` (None = all axes)."""
-    return _reduction(Mean(), x, axis, keepdims, name)
+    """Mean over `axis` (None = all axes); the mean of integers is float64, as in NumPy."""
+    return _reduction(Mean(), x, axis, keepdims, name, np.mean)
 
 
 def max(x, axis=None, keepdims=False, name=None):

@@ -8,7 +8,7 @@
 """
 import itertools
 
-from ..errors import GraphError, ShapeRuleViolation
+from ..errors import GraphError, ShapeRuleViolation, user_site
 from ..graph import format_shape
 from ..op import Op, numel
 from ._util import apply, require_float, tensors
@@ -63,6 +63,15 @@ class BatchNorm(Op):
 
     def flops(self, in_shapes, out_shape, attrs):
         return 8 * numel(out_shape)
+
+    def check_runnable(self, in_shapes, attrs):
+        """The running variance is unbiased (divided by M − 1): one value per channel would make it 0/0."""
+        x = in_shapes[0]
+        per_channel = numel(x) // x[1] if x[1] else 0
+        if per_channel <= 1:
+            raise ShapeRuleViolation(f"expected more than 1 value per channel when training, got input "
+                                     f"{format_shape(x)} ({per_channel} per channel): its variance would be 0/0 and "
+                                     f"make the running variance NaN; train with batches of 2 samples or more")
 
     def describe(self, attrs):
         return f"eps={attrs['eps']:g} training"
@@ -122,6 +131,32 @@ class VarianceGrad(Op):
         return in_shapes[1]
 
 
+def _is_variable(t):
+    return getattr(getattr(t, "op", None), "name", None) == "variable"
+
+
+def _swapped_order(running_mean, gamma):
+    return (f"running_mean is '{running_mean.name}', a trainable variable, and gamma is '{gamma.name}', a "
+            "non-trainable one: this looks like PyTorch's order F.batch_norm(x, running_mean, running_var, weight, "
+            "bias). graphnet's is batch_norm(x, gamma, beta, running_mean, running_var, training): pass them in "
+            "that order, or by keyword")
+
+
+def _require_running_statistic(role, stat, gamma, site):
+    """In training a running statistic is written in place: it must be a variable that is never trained."""
+    where = f"batch_norm ({site}): in training the running statistics are updated in place"
+    if not _is_variable(stat):
+        raise GraphError(f"{where}, so {role} must be a non-trainable variable, e.g. gn.variable(np.zeros(C), "
+                         f"trainable=False); got {stat!r}")
+    if stat.attrs["trainable"]:
+        if _is_variable(gamma) and not gamma.attrs["trainable"]:
+            raise GraphError(f"batch_norm ({site}): {_swapped_order(stat, gamma)}")
+        raise GraphError(f"{where}, so {role} must be a non-trainable variable, but '{stat.name}' is trainable: "
+                         f"the optimizer and the statistics would both write it. If it is γ or β, the order is "
+                         f"batch_norm(x, gamma, beta, running_mean, running_var, training) (PyTorch's is "
+                         f"(x, running_mean, running_var, weight, bias)); else create it with trainable=False")
+
+
 def check_batch_norm_shapes(x, gamma, beta):
     if len(x) not in (2, 4):
         raise ShapeRuleViolation(f"input must be (N, C) or (N, C, H, W), got {format_shape(x)}")
@@ -133,15 +168,31 @@ def check_batch_norm_shapes(x, gamma, beta):
 
 def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5, name=None):
     """Batch normalization of (N, C) or (N, C, H, W) input per channel. In training the batch statistics are
-    used and the running ones updated every time the program runs; in inference the running ones are used."""
+    used and the running ones updated every time the program runs; in inference the running ones are used.
+
+    The order is batch_norm(x, gamma, beta, running_mean, running_var, training) — not PyTorch's
+    F.batch_norm(x, running_mean, running_var, weight, bias); keywords make either reading unambiguous. In
+    training the running statistics are written, so they must be non-trainable variables (a trainable one, or
+    γ in their place, is refused); in inference they are only read: any tensors (constants, placeholders,
+    variables). Training needs more than one value per channel (N·H·W ≥ 2): the variance of one value is 0/0."""
+    site = user_site()
     x, gamma, beta = tensors(x, gamma, beta)
     require_float(x, "batch_norm")
-    for stat in (running_mean, running_var):
-        if getattr(getattr(stat, "op", None), "name", None) != "variable":
-            raise GraphError(f"batch_norm: running statistics must be non-trainable variables, got {stat!r}")
+    if training:
+        for role, stat in (("running_mean", running_mean), ("running_var", running_var)):
+            _require_running_statistic(role, stat, gamma, site)
+    else:
+        running_mean, running_var = tensors(running_mean, running_var)
+        if all(_is_variable(t) and t.attrs["trainable"] for t in (running_mean, running_var)) and \
+                all(_is_variable(t) and not t.attrs["trainable"] for t in (gamma, beta)):
+            raise GraphError(f"batch_norm ({site}): {_swapped_order(running_mean, gamma)}")
     from ._util import checked
     checked("batch_norm", check_batch_norm_shapes, x.shape, gamma.shape, beta.shape)
     checked("batch_norm", check_batch_norm_shapes, x.shape, running_mean.shape, running_var.shape)
+    if training and None not in x.shape and numel(x.shape) // x.shape[1] < 2:
+        raise GraphError(f"batch_norm ({site}): expected more than 1 value per channel when training, got input "
+                         f"{format_shape(x.shape)}: the batch variance of a single value is undefined and would "
+                         "make the running variance NaN")
     axes = channel_axes(x.shape)
     if not training:
         stat_shape = (1, -1) + (1,) * (x.ndim - 2)

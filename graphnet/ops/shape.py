@@ -3,10 +3,11 @@ import math
 
 import numpy as np
 
-from ..errors import GraphError, ShapeRuleViolation
+from ..errors import GraphError, ShapeRuleViolation, user_site
 from ..graph import format_shape
 from ..op import Op
 from ._util import apply, checked, normalize_axes, tensors
+from .dtypes import cast
 
 
 class Reshape(Op):
@@ -125,7 +126,11 @@ def transpose(x, axes=None, name=None):
 
 
 class Concat(Op):
+    """Tensors joined along an axis; their dtypes promote as in `add` (NumPy's np.concatenate does the same)."""
     name = "concat"
+
+    def infer_dtype(self, in_dtypes, attrs):
+        return np.result_type(*in_dtypes)
 
     def infer_shape(self, in_shapes, attrs, ref_shapes):
         axis = attrs["axis"]
@@ -171,12 +176,13 @@ class ConcatGrad(Op):
 
 
 def concat(values, axis=0, name=None):
-    """Join tensors along an existing axis."""
+    """Join tensors along an existing axis. Mixed dtypes promote as in `add`: float32 with float64 gives float64."""
     inputs = tensors(*values)
     if not inputs:
-        raise GraphError("concat needs at least one tensor")
+        raise GraphError(f"concat ({user_site()}): needs at least one tensor")
     (axis,) = checked("concat", normalize_axes, axis, inputs[0].ndim)
-    return apply(Concat(), inputs, {"axis": axis}, name=name)
+    dtype = np.result_type(*[t.dtype for t in inputs])
+    return apply(Concat(), [cast(t, dtype) for t in inputs], {"axis": axis}, name=name)
 
 
 class GetItem(Op):
@@ -239,7 +245,17 @@ def getitem(x, index, name=None):
             raise GraphError(f"indexing '{x.name}' with {item!r}: graphnet supports ints, slices, ... and None "
                              "(basic indexing); gather with arrays is not an op yet")
     if sum(i is Ellipsis for i in index) > 1:
-        raise GraphError(f"indexing '{x.name}': an index can have only one ellipsis (...)")
+        raise GraphError(f"indexing '{x.name}' ({user_site()}): an index can have only one ellipsis (...)")
+    for item in index:
+        if isinstance(item, slice) and not all(v is None or (isinstance(v, (int, np.integer))
+                                                             and not isinstance(v, bool))
+                                               for v in (item.start, item.stop, item.step)):
+            written = ":".join("" if v is None else repr(v) for v in (item.start, item.stop, item.step))
+            raise GraphError(f"indexing '{x.name}' ({user_site()}) with [{written}]: a slice's start, stop and step "
+                             "must be ints or None")
+        if isinstance(item, slice) and item.step == 0:
+            raise GraphError(f"indexing '{x.name}' ({user_site()}) with [{_format_index(item)}]: a slice step "
+                             "cannot be zero (as in NumPy); use step 1 for every element, or an int index for one")
     n_axes = sum(i is not None and i is not Ellipsis for i in index)
     if n_axes > x.ndim:
         raise GraphError(f"indexing '{x.name}' of shape {format_shape(x.shape)}: {n_axes} indices for "

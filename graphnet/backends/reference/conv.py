@@ -73,7 +73,7 @@ def conv2d(out, x, w, b=None, *, stride, padding, dilation, groups):
     k, c_per_group, r_size, s_size = w.shape
     k_per_group = k // groups
     cols = im2col(x, (r_size, s_size), stride, padding, dilation)             # (N, C*R*S, OH*OW)
-    cols = cols.reshape(n, groups, c_per_group * r_size * s_size, -1)        # rows of group g are contiguous
+    cols = cols.reshape(n, groups, c_per_group * r_size * s_size, cols.shape[-1])   # rows of group g contiguous
     weights = w.reshape(groups, k_per_group, c_per_group * r_size * s_size)
     y = np.empty((n, groups, k_per_group, cols.shape[-1]), dtype=out.dtype)
     for g in range(groups):
@@ -88,12 +88,12 @@ def conv2d_grad_input(out, dy, w, *, stride, padding, dilation, groups):
     n = dy.shape[0]
     k, c_per_group, r_size, s_size = w.shape
     k_per_group = k // groups
-    dy_groups = dy.reshape(n, groups, k_per_group, -1)                       # (N, G, K/G, OH*OW)
+    dy_groups = dy.reshape(n, groups, k_per_group, dy.shape[2] * dy.shape[3])       # (N, G, K/G, OH*OW)
     weights = w.reshape(groups, k_per_group, c_per_group * r_size * s_size)
     dcols = np.empty((n, groups, c_per_group * r_size * s_size, dy_groups.shape[-1]), dtype=out.dtype)
     for g in range(groups):
         dcols[:, g] = weights[g].T @ dy_groups[:, g]
-    dcols = dcols.reshape(n, groups * c_per_group * r_size * s_size, -1)
+    dcols = dcols.reshape(n, groups * c_per_group * r_size * s_size, dy_groups.shape[-1])
     out[...] = col2im(dcols, out.shape, (r_size, s_size), stride, padding, dilation)
 
 
@@ -103,8 +103,8 @@ def conv2d_grad_weight(out, dy, x, *, stride, padding, dilation, groups):
     k, c_per_group, r_size, s_size = out.shape
     k_per_group = k // groups
     cols = im2col(x, (r_size, s_size), stride, padding, dilation)
-    cols = cols.reshape(n, groups, c_per_group * r_size * s_size, -1)        # (N, G, C/G*R*S, OH*OW)
-    dy_groups = dy.reshape(n, groups, k_per_group, -1)                       # (N, G, K/G, OH*OW)
+    cols = cols.reshape(n, groups, c_per_group * r_size * s_size, cols.shape[-1])   # (N, G, C/G*R*S, OH*OW)
+    dy_groups = dy.reshape(n, groups, k_per_group, cols.shape[-1])                 # (N, G, K/G, OH*OW)
     dw = np.empty((groups, k_per_group, c_per_group * r_size * s_size), dtype=out.dtype)
     for g in range(groups):
         # contract over the batch and the output positions at once

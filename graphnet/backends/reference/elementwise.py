@@ -2,7 +2,7 @@
 import numpy as np
 
 KERNELS = ("add", "sub", "mul", "div", "maximum", "minimum", "neg", "exp", "log", "sqrt", "pow",
-           "select_grad", "sum_to")
+           "select_grad", "sum_to", "cast")
 
 
 def add(out, a, b):
@@ -46,22 +46,22 @@ def sqrt(out, x):
 
 
 def pow(out, x, *, exponent):
-    np.power(x, exponent, out=out)
+    """x ** p, the exponent in out's dtype (an integer power of integers stays integer); x ** 0.5 is √x in NumPy."""
+    np.power(x, out.dtype.type(exponent), out=out)
 
 
 def select_grad(out, dy, a, b, *, pick):
-    """dy where the picked input is the max (or min) of the two; ties go to the first input."""
-    if pick == "max_first":
-        won = a >= b
-    elif pick == "max_second":
-        won = b > a
-    elif pick == "min_first":
-        won = a <= b
-    else:
-        won = b < a
-    np.multiply(dy, won, out=out)
+    """dy where the picked input is the one maximum (minimum) returned: the first where a >= b (a <= b) or a is
+    NaN, else the second. Ties go to the first input; a NaN result's gradient goes to the NaN."""
+    first_wins = (a >= b if pick.startswith("max") else a <= b) | np.isnan(a)
+    np.multiply(dy, first_wins if pick.endswith("first") else ~first_wins, out=out)
 
 
 def sum_to(out, dy, *, axes):
     """Sum over the broadcast axes, then drop the leading ones: the adjoint of NumPy broadcasting."""
     out[...] = np.sum(dy, axis=axes, keepdims=True).reshape(out.shape)
+
+
+def cast(out, x):
+    """x converted to out's dtype, as x.astype(out.dtype)."""
+    np.copyto(out, x, casting="unsafe")

@@ -41,10 +41,10 @@ def max_pool2d(out, x, *, kernel_size, stride, padding):
 
 
 def max_pool2d_grad(out, dy, x, y, *, kernel_size, stride, padding):
-    """dx: each dy goes to the first position of its window, in row-major order, whose x equals the max y.
+    """dx: each dy goes to the first position of its window, in row-major order, whose x equals the max y — or,
+    where the max is NaN, to the window's first NaN (the gradient goes to where the max came from, as in PyTorch).
 
     Padding positions never receive gradient; where windows overlap, a position collects from each window it won.
-    A window whose max is NaN passes no gradient (NaN equals nothing).
     """
     out_hw = dy.shape[2:]
     padded_x = _pad(x, padding, 0)
@@ -55,7 +55,8 @@ def max_pool2d_grad(out, dy, x, y, *, kernel_size, stride, padding):
         for s in range(kernel_size[1]):
             window_x = offset_window(padded_x, r, s, out_hw, stride, NO_DILATION)
             window_real = offset_window(is_real, r, s, out_hw, stride, NO_DILATION)
-            wins = (window_x == y) & window_real & ~routed
+            is_max = (window_x == y) | (np.isnan(window_x) & np.isnan(y))
+            wins = is_max & window_real & ~routed
             offset_window(padded_dx, r, s, out_hw, stride, NO_DILATION)[...] += np.where(wins, dy, 0)
             routed |= wins
     out[...] = _unpad(padded_dx, padding, x.shape)

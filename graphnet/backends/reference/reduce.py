@@ -17,10 +17,11 @@ def max(out, x, *, axes, keepdims):
 
 
 def max_grad(out, dy, x, y, *, axes, keepdims):
-    """dy shared equally among the positions of x that equal the max."""
+    """dy shared equally among the positions of x that equal the max — or that are NaN, where the max is NaN
+    (torch.max's rule: the gradient goes to where the result came from)."""
     y_kept = y if keepdims else np.expand_dims(y, axes)
     dy_kept = dy if keepdims else np.expand_dims(dy, axes)
-    winners = x == y_kept
+    winners = (x == y_kept) | (np.isnan(x) & np.isnan(y_kept))
     out[...] = winners * (dy_kept / np.sum(winners, axis=axes, keepdims=True))
 
 
