@@ -137,7 +137,7 @@ def build_cases(np, gn, torch, only):
         xv, yv = nets.data(x_shape)
         runners["gn"] = program_runner(prog, {x: xv, labels: yv})
         if torch is not None:
-            runners["pt"] = torch_step(torch, nets.torch_model(layers), xv, yv, nets.lr)
+            runners["pt"] = nets.torch_training_step(layers, xv, yv)
         cases.append((name, runners))
     if only.lower() in "gemm 1024":
         size = 1024
@@ -153,18 +153,6 @@ def build_cases(np, gn, torch, only):
             runners["pt"] = lambda: torch.mm(ta, tb, out=t_out)
         cases.append((f"GEMM {size}", runners))
     return cases
-
-
-def torch_step(torch, model, xv, yv, lr):
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    tx, ty = torch.from_numpy(xv), torch.from_numpy(yv)
-
-    def step():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(tx), ty)
-        loss.backward()
-        optimizer.step()
-    return step
 
 
 def measure(runners, settings, mode):

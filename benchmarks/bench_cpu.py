@@ -371,6 +371,21 @@ class Networks:
                 modules += [linear] + ([nn.ReLU()] if spec[3] else [])
         return nn.Sequential(*modules)
 
+    def torch_training_step(self, layers, xv, yv):
+        """One PyTorch SGD step of the network on (xv, yv): zero_grad, forward, cross-entropy, backward, step."""
+        torch = self.torch
+        model = self.torch_model(layers)
+        optimizer = torch.optim.SGD(model.parameters(), lr=self.lr)
+        tx, ty = torch.from_numpy(xv), torch.from_numpy(yv)
+
+        def step():
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(tx), ty)
+            loss.backward()
+            optimizer.step()
+            return loss
+        return step
+
     def training_case(self, name, layers, x_shape):
         np, torch = self.np, self.torch
         xv, yv = self.data(x_shape)
@@ -381,17 +396,7 @@ class Networks:
             runners[label] = program_runner(prog, feeds)
             first_losses[label] = (lambda run=runners[label]: float(run()[0]))
         if torch is not None:
-            model = self.torch_model(layers)
-            optimizer = torch.optim.SGD(model.parameters(), lr=self.lr)
-            tx, ty = torch.from_numpy(xv), torch.from_numpy(yv)
-
-            def torch_step():
-                optimizer.zero_grad()
-                loss = torch.nn.functional.cross_entropy(model(tx), ty)
-                loss.backward()
-                optimizer.step()
-                return loss
-
+            torch_step = self.torch_training_step(layers, xv, yv)
             runners["PyTorch"] = torch_step
             first_losses["PyTorch"] = lambda: float(torch_step().detach())
         agree(name, first_losses, np)          # first, while every implementation still has the same weights
