@@ -48,6 +48,8 @@ def parse_arguments():
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3],
                         help="busy processes per core for the loaded runs (default: 1 2 3)")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this")
+    parser.add_argument("--torch-first", action="store_true",
+                        help="import PyTorch (and its libgomp) before graphnet, to show that the order changes nothing")
     return parser.parse_args()
 
 
@@ -84,19 +86,19 @@ def median(values):
 
 def main():
     args = parse_arguments()
+    if args.torch_first:
+        torch = import_torch()
     import numpy as np
     import graphnet as gn
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch is not installed, so its columns stay empty: pip install torch==2.13.0\n")
+    if not args.torch_first:
+        torch = import_torch()
     mode = "quick" if args.quick else "full"
     cores = len(os.sched_getaffinity(0))
     gn_default = gn.get_num_threads()
     torch_default = torch.get_num_threads() if torch is not None else None
     print(f"{time.strftime('%Y-%m-%d %H:%M')} | {cpu_name()} | {cores} cores | graphnet default threads: "
-          f"{gn_default}" + (f" | PyTorch {torch.__version__}, default threads: {torch_default}" if torch else ""))
+          f"{gn_default}" + (f" | PyTorch {torch.__version__}, default threads: {torch_default}" if torch else "")
+          + (" | PyTorch imported first" if args.torch_first else ""))
 
     cases = build_cases(np, gn, torch, args.only)
     settings = {"gn 1": (gn, 1), "gn default": (gn, gn_default)}
@@ -113,6 +115,15 @@ def main():
                 print(format_row(level, busy, load, name, timings), flush=True)
         print()
     print_verdicts(results, [0] + list(args.levels), [name for name, _ in cases], gn_default)
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed, so its columns stay empty: pip install torch==2.13.0\n")
+        return None
+    return torch
 
 
 def cpu_name():
