@@ -39,11 +39,24 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert commands == ci
 
 
-def test_first_tutorial_trains_in_quick_mode():
-    result = subprocess.run([sys.executable, str(ROOT / "tutorials" / "00_first_network.py"), "--quick"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+def test_first_tutorial_trains_in_quick_mode(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "tutorials" / "00_first_network.py"), "--quick",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     first, last = map(float, re.search(r"first batch loss ([\d.]+) -> last epoch mean loss ([\d.]+)",
                                        result.stdout).groups())
     assert last < first
     assert re.search(r"^RESULT test accuracy [\d.]+", result.stdout, flags=re.M)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["00_first_network_data.png",
+                                                                 "00_first_network_loss.png"]   # --out, as the others
+
+
+def test_tutorials_readme_lists_every_lesson_and_its_commands_name_scripts_that_exist():
+    """tutorials/README.md: a table row per lesson, and every script its commands run is there."""
+    text = (ROOT / "tutorials" / "README.md").read_text()
+    for lesson in sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py")):
+        assert re.search(rf"^\| `{lesson.name}` \|", text, flags=re.M), f"{lesson.name} is not in the table"
+    commands = [line for block in re.findall(r"```\n(.*?)```", text, flags=re.S) for line in block.splitlines()]
+    scripts = {script for line in commands for script in re.findall(r"(tutorials/\S+\.py)", line)}
+    assert "tutorials/build_notebooks.py" in scripts
+    assert all((ROOT / script).is_file() for script in scripts), scripts

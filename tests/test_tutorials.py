@@ -7,8 +7,7 @@ must end with the lines of tutorials/_lesson.py:
     FIGURE <path>               at least one, each a non-empty PNG inside DIR
     RESULT <text>
 
-Lesson 00 prints its own closing lines and is tested in test_readme_and_tutorials.py. New lessons are picked up
-by their file name.
+New lessons are picked up by their file name. tests/test_notebooks.py runs the same lessons as notebooks.
 """
 import os
 import pathlib
@@ -19,7 +18,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LESSONS = sorted(path for path in (ROOT / "tutorials").glob("[0-9][0-9]_*.py") if path.name != "00_first_network.py")
+LESSONS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"
 

@@ -11,9 +11,9 @@ diagonals, rings, crosses, squares — at random places and sizes.
 
     python tutorials/00_first_network.py            # a few epochs, prints the schedule and the test accuracy
     python tutorials/00_first_network.py --quick    # a tiny run (CI)
+    python tutorials/00_first_network.py --out DIR  # its figures (the data, the loss) in DIR
 """
 # %%
-import argparse
 import time
 
 import numpy as np
@@ -21,20 +21,26 @@ import numpy as np
 import graphnet as gn
 from graphnet.data import shape_images
 from graphnet.data.synthetic import SHAPE_CLASSES
+from _lesson import Lesson, parse_args, plt
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", default="cpu", help="backend to run on: cpu (default), cuda, auto or reference")
-parser.add_argument("--epochs", type=int, default=8)
-parser.add_argument("--quick", action="store_true", help="a tiny run: little data, one epoch")
-args = parser.parse_args()
+args = parse_args(__doc__, epochs=8)
+lesson = Lesson(args, "00_first_network")
 n_train, n_test = (256, 128) if args.quick else (4000, 1000)
 epochs = 1 if args.quick else args.epochs
 batch_size, learning_rate = 32, 0.05
 
-# %% Data
+# %% Data: look at it before training anything
 x_train, y_train = shape_images(n_train, seed=1)
 x_test, y_test = shape_images(n_test, seed=2)
 print(f"data: {n_train} training and {n_test} test images of {x_train.shape[1:]}, classes {SHAPE_CLASSES}")
+
+figure, axes = plt.subplots(2, len(SHAPE_CLASSES), figsize=(1.5 * len(SHAPE_CLASSES), 3.2))
+for label, column in enumerate(axes.T):
+    for ax, index in zip(column, np.flatnonzero(y_train == label)):       # the first two images of each class
+        ax.imshow(x_train[index, 0], cmap="gray_r")
+        ax.axis("off")
+    column[0].set_title(SHAPE_CLASSES[label], fontsize=9)
+lesson.save(figure, "data")
 
 # %% The graph: LeNet-5 (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, dense 120, 84, classes)
 rng = np.random.default_rng(0)
@@ -94,7 +100,7 @@ def accuracy(images, labels):
 
 
 order_rng = np.random.default_rng(0)
-first_loss = None
+batch_losses = []                                # every mini-batch's loss, for the figure
 for epoch in range(1, epochs + 1):
     started, losses = time.perf_counter(), []
     order = order_rng.permutation(n_train)
@@ -102,11 +108,20 @@ for epoch in range(1, epochs + 1):
         batch = order[start:start + batch_size]
         loss_value = train_step.run({x: x_train[batch], y: y_train[batch]})[0]
         losses.append(float(loss_value))
-    first_loss = losses[0] if first_loss is None else first_loss
+    batch_losses += losses
     seconds = time.perf_counter() - started
     print(f"epoch {epoch}/{epochs}: mean loss {np.mean(losses):.4f}, "
           f"{len(losses) * batch_size / seconds:.0f} samples/s, test accuracy {accuracy(x_test, y_test):.3f}")
 
+figure, ax = plt.subplots(figsize=(7, 3.5))
+ax.plot(batch_losses, lw=1)
+ax.axhline(np.log(len(SHAPE_CLASSES)), color="gray", ls=":", label=f"ln {len(SHAPE_CLASSES)}: a uniform guess")
+ax.set(title="training loss, one point per mini-batch", xlabel="step", ylabel="cross-entropy")
+ax.legend()
+lesson.save(figure, "loss")
+
 # %% Result
+first_loss = batch_losses[0]
 print(f"first batch loss {first_loss:.4f} -> last epoch mean loss {np.mean(losses):.4f}")
-print(f"RESULT test accuracy {accuracy(x_test, y_test):.3f} after {epochs} epoch(s) on '{args.device}'")
+lesson.finish(first_loss, float(np.mean(losses)),
+              f"test accuracy {accuracy(x_test, y_test):.3f} after {epochs} epoch(s) on '{args.device}'")

@@ -15,7 +15,7 @@ What this teaches:
 """
 # %%
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 import graphnet as gn
 from graphnet.data import sample_image

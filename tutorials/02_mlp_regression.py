@@ -13,7 +13,7 @@ What this teaches:
 """
 # %%
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 import graphnet as gn
 from graphnet import optim

@@ -161,8 +161,8 @@ ax.set_title("validation loss: without regularization it turns round and climbs"
 ax.legend()
 lesson.save(figure, "val_loss")
 
-# %% The table: every accuracy measured in inference mode; val loss is the cross-entropy (for early stopping, that of
-# the restored best epoch)
+# %% The table: every accuracy measured in inference mode
+# val loss is the cross-entropy (for early stopping, that of the restored best epoch).
 print(f"\n{'variant':<20} {'epochs':>6} {'train acc':>9} {'val acc':>8} {'val loss':>8} {'test acc':>8} "
       f"{'seconds':>7}")
 for name, run in runs.items():

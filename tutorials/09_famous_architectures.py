@@ -171,8 +171,9 @@ for name, make in ARCHITECTURES.items():
     model.summary()
     networks[name] = model
 
-# %% Side by side. `model.flops` is the whole inference graph, including the additions and concatenations
-# written in the blocks' `call` (the summary's per-layer column counts only what its layers add).
+# %% Side by side: parameters and FLOPs
+# `model.flops` is the whole inference graph, including the additions and concatenations written in the blocks'
+# `call` (the summary's per-layer column counts only what its layers add).
 print(f"\n{'network':<12} {'params':>9} {'FLOPs/sample':>13} {'largest layer':>28}  {'conv layers':>11}")
 for name, model in networks.items():
     leaves = [layer for layer in model.walk() if not isinstance(layer, nn.Model)]
