@@ -128,6 +128,14 @@ def test_gradcheck_catches_a_wrong_variable_gradient(monkeypatch):
         check_gradients(lambda x_, w_: x_ @ w_, [Fixed(x), Variable(w)])
 
 
+def test_matmul_of_vectors():
+    rng = np.random.default_rng(3)
+    v, m, batch = rng.standard_normal(3), rng.standard_normal((3, 2)), rng.standard_normal((4, 2, 3))
+    check_gradients(lambda v_, m_: v_ @ m_, [v, m])
+    check_gradients(lambda b_, v_: b_ @ v_, [batch, v])
+    check_gradients(lambda u_, v_: u_ @ v_, [v, rng.standard_normal(3)])
+
+
 def test_gradcheck_checks_variables_and_skips_fixed_inputs():
     x = np.linspace(-1.0, 1.0, 6).reshape(3, 2)
     w = np.linspace(0.5, -0.5, 8).reshape(2, 4)

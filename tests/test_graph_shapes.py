@@ -341,9 +341,28 @@ def test_matmul_batch_axes_that_do_not_broadcast_are_refused(b1, b2):
     assert f"({THIS_FILE}:" in message and "batch" in message and str(b1) in message and str(b2) in message
 
 
-def test_matmul_of_a_vector_is_refused():
+@pytest.mark.parametrize("a_shape, b_shape", [((3,), (3, 2)), ((2, 3), (3,)), ((3,), (3,)), ((3,), (4, 3, 2)),
+                                              ((4, 2, 3), (3,)), ((None, 3), (3,)), ((3,), (None, 3, 5))])
+def test_matmul_of_vectors_follows_numpy(a_shape, b_shape):
+    """A 1-D operand is a row (left) or a column (right) whose axis leaves the result, as NumPy's @ does."""
+    rng = np.random.default_rng(0)
+    fed = [tuple(2 if d is None else d for d in s) for s in (a_shape, b_shape)]
+    av, bv = (rng.standard_normal(s) for s in fed)
     with gn.Graph():
-        a = gn.placeholder((3,), name="a")
+        a = gn.placeholder(a_shape, dtype="float64", name="a")
+        b = gn.placeholder(b_shape, dtype="float64", name="b")
+        y = a @ b
+        expected = np.zeros(a_shape and tuple(1 if d is None else d for d in a_shape)) @ \
+            np.zeros(tuple(1 if d is None else d for d in b_shape))
+        assert len(y.shape) == expected.ndim
+        got = gn.compile(y, device="cpu").run({a: av, b: bv})
+    assert got.shape == (av @ bv).shape
+    np.testing.assert_allclose(got, av @ bv, rtol=1e-12)
+
+
+def test_matmul_of_a_scalar_is_refused():
+    with gn.Graph():
+        a = gn.placeholder((), name="a")
         b = gn.placeholder((3, 2), name="b")
         with pytest.raises(gn.ShapeError, match=r"at least 2 axes"):
             a @ b

@@ -76,7 +76,22 @@ class MatMul(Op):
 
 
 def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
-    """a @ b over the last two axes; leading (batch) axes broadcast. `transpose_a/b` use aᵀ or bᵀ without a copy."""
+    """a @ b over the last two axes; leading (batch) axes broadcast. `transpose_a/b` use aᵀ or bᵀ without a copy.
+
+    A 1-D operand follows NumPy's `@`: a vector a is the row (1, n), a vector b the column (n, 1), and that axis is
+    removed from the result — vector @ matrix is a vector, vector @ vector a scalar (a vector's transpose is itself,
+    so transpose_a/b change nothing for it)."""
+    from .shape import getitem, reshape
     a, b = tensors(a, b)
-    return apply(MatMul(), [a, b], {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b),
-                                    "static_shapes": [a.shape, b.shape]}, name=name)
+    row, column = a.ndim == 1, b.ndim == 1
+    if row:
+        a, transpose_a = reshape(a, (1, -1)), False
+    if column:
+        b, transpose_b = reshape(b, (-1, 1)), False
+    product = apply(MatMul(), [a, b], {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b),
+                                       "static_shapes": [a.shape, b.shape]}, name=None if row or column else name)
+    if column:
+        product = getitem(product, (Ellipsis, 0), name=None if row else name)
+    if row:
+        product = getitem(product, (Ellipsis, 0) if column else (Ellipsis, 0, slice(None)), name=name)
+    return product
