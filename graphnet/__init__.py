@@ -11,7 +11,8 @@
 """
 from .autodiff import gradients
 from .compiler import compile
-from .errors import DatasetError, FeedError, GraphError, GraphnetError, ShapeError
+from .drawing import draw
+from .errors import DatasetError, FeedError, GraphError, GraphnetError, NumericsError, ShapeError
 from .graph import Graph, Tensor, constant, get_default_graph, name_scope, placeholder, reset_default_graph, variable
 from .ops import *  # noqa: F401,F403 — every op is part of the public API
 from .backends import available_devices

@@ -17,11 +17,13 @@ from .program import Program
 SOURCES = ("placeholder", "variable", "constant")
 
 
-def compile(fetches, device="cpu", reuse_memory=True):
+def compile(fetches, device="cpu", reuse_memory=True, check_numerics=False):
     """Compile the part of the graph that `fetches` need into a Program for `device`: "cpu" (the default:
     compiled Cython kernels), "cuda", "auto" (cuda where a GPU is usable, else cpu) or "reference" (NumPy).
 
-    `fetches` is a tensor or a list of tensors; `Program.run(feeds)` returns their values in the same form."""
+    `fetches` is a tensor or a list of tensors; `Program.run(feeds)` returns their values in the same form.
+    check_numerics=True: every run stops at the first step that writes NaN or Inf, with a NumericsError naming
+    the op and the line that created it (slow: for debugging; see numerics.py)."""
     site = user_site()
     single = isinstance(fetches, Tensor)
     fetch_list = [fetches] if single else list(fetches)
@@ -38,7 +40,7 @@ def compile(fetches, device="cpu", reuse_memory=True):
         raise GraphError(f"compile ({site}): {error}") from None
     nodes = prune(fetch_list)
     order = schedule_order(nodes, site)
-    return Program(fetch_list, single, order, nodes, backend, reuse_memory)
+    return Program(fetch_list, single, order, nodes, backend, reuse_memory, check_numerics)
 
 
 def prune(fetches):

@@ -30,8 +30,17 @@ class DatasetError(GraphnetError, ValueError):
     """A data set's files are missing, truncated or malformed, or a loader got an argument it cannot use."""
 
 
+class NumericsError(GraphnetError, FloatingPointError):
+    """A step of a program run with check_numerics wrote NaN or Inf (see graphnet/numerics.py)."""
+
+
 class ShapeRuleViolation(Exception):
     """Raised inside an op's shape rule; the graph layer turns it into a ShapeError with the op's context."""
+
+
+def note_running(error, node):
+    """Add to an exception a kernel raised which op was running, and the line of user code that created it."""
+    error.add_note(f"while running {node.op.name} '{node.name}' created at {node.site}")
 
 
 def user_site():

@@ -128,6 +128,11 @@ class Graph:
     def __repr__(self):
         return f"<Graph with {len(self.nodes)} nodes>"
 
+    def _repr_svg_(self):
+        """A notebook shows the graph as a picture (gn.draw), or as text where no renderer is installed."""
+        from .drawing import svg_or_none
+        return svg_or_none(self)
+
     @contextlib.contextmanager
     def name_scope(self, scope):
         """Prefix the names of the nodes made inside, e.g. 'conv1/weight'."""

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import FeedError, GraphError, ShapeError, ShapeRuleViolation
+from .errors import FeedError, GraphError, ShapeError, ShapeRuleViolation, note_running
 from .graph import Tensor, check_sizes, format_shape
 from .memory import Buffer, aligned, plan_offsets
+from .numerics import run_checked
 from .op import numel
 
 
@@ -91,7 +92,7 @@ def fusion_link(element):
 
 
 class Program:
-    def __init__(self, fetches, single, order, nodes, backend, reuse_memory):
+    def __init__(self, fetches, single, order, nodes, backend, reuse_memory, check_numerics=False):
         self.fetches = fetches
         self.single = single
         self.order = order
@@ -103,8 +104,9 @@ class Program:
         self.stored = [n for n in by_id if n.op.name in ("variable", "constant")]
         # A fetched variable that this program also assigns is fetched as the run's reads of it saw it: before
         # the update (the value after it is the assign node's, or the variable's at the next run).
-        assigned = {n.inputs[0] for n in by_id if n.op.name == "assign"}
-        self.fetched_before_update = [f for f in fetches if f in assigned]
+        self.assigned = [n.inputs[0] for n in by_id if n.op.name == "assign"]
+        self.fetched_before_update = [f for f in fetches if f in self.assigned]
+        self.check_numerics = bool(check_numerics)     # every run stops at the first NaN or Inf (numerics.py)
         self.rng = RngState()
         # A run holds this program's lock and the lock of every variable it reads or writes, taken in one global
         # order (by id) so that two programs sharing variables cannot deadlock.
@@ -123,13 +125,17 @@ class Program:
         self.rng.counter = int(state["counter"])
 
     # -- running -------------------------------------------------------------------------------------------------
-    def run(self, feeds=None):
+    def run(self, feeds=None, check_numerics=None):
         """Feed the placeholders, run the schedule, return the fetches as NumPy arrays (in the fetches' form).
+
+        check_numerics: stop at the first step that writes NaN or Inf with a NumericsError naming the op, your
+        line and its inputs' ranges (slow: for debugging); None takes the program's setting (compile's argument).
 
         Safe to call from several Python threads: runs of one program, and runs of programs that share a
         variable, take turns (each sees and leaves the variables whole); other programs run at the same time."""
+        checked = self.check_numerics if check_numerics is None else check_numerics
         with self._exclusive():
-            plan, before_update = self._execute(feeds)
+            plan, before_update = self._execute(feeds, check_numerics=checked)
             results = [before_update[f] if f in before_update else self.backend.to_host(plan.values[f])
                        for f in self.fetches]
         return results[0] if self.single else results
@@ -142,9 +148,9 @@ class Program:
                 held.enter_context(lock)
             yield
 
-    def _execute(self, feeds, call_seconds=None):
-        """One run of the schedule: feeds in, every call in order. With `call_seconds` (a list per call), each call
-        is timed — the backend synchronized before the clock is read, so a GPU's time counts where it is spent."""
+    def _execute(self, feeds, call_seconds=None, check_numerics=False):
+        """One run of the schedule: feeds in, every call in order. The loop is chosen once per run: the plain one;
+        with `call_seconds` (a list per call) the timed one; with `check_numerics` the checked one (numerics.py)."""
         arrays = self._check_feeds(feeds or {})
         plan = self._plan_for(arrays)
         backend = self.backend
@@ -155,20 +161,12 @@ class Program:
         self.rng.counter += 1
         before_update = {f: backend.to_host(plan.values[f]) for f in self.fetched_before_update}
         try:
-            for index, (fn, out, ins, params) in enumerate(plan.calls):
-                try:
-                    if call_seconds is None:
-                        fn(out, *ins, **params)
-                        continue
-                    backend.synchronize()
-                    start = time.perf_counter()
-                    fn(out, *ins, **params)
-                    backend.synchronize()
-                    call_seconds[index].append(time.perf_counter() - start)
-                except Exception as error:
-                    node = plan.call_nodes[index]
-                    error.add_note(f"while running {node.op.name} '{node.name}' created at {node.site}")
-                    raise
+            if call_seconds is not None:
+                _call_timed(plan, backend, call_seconds)
+            elif check_numerics:
+                run_checked(self, plan)
+            else:
+                _call(plan)
         finally:
             self._feed_readers_to_arena(plan)       # keep no reference to the caller's arrays after the run
         return plan, before_update
@@ -470,6 +468,12 @@ class Program:
     def __str__(self):
         return self.describe()
 
+    def _repr_svg_(self):
+        """A notebook shows the program as a picture of its schedule (gn.draw), or as text where no renderer is
+        installed."""
+        from .drawing import svg_or_none
+        return svg_or_none(self)
+
     def describe(self, batch_size=None, phases=None):
         """The schedule as a table: one row per step, forward then backward, and the memory plan's summary.
         Describing allocates nothing (the memory plan is a layout of offsets), whatever the batch size.
@@ -498,6 +502,32 @@ class Program:
                   f"{rate:>8.2f}")
         print(f"total {total * 1e3:.3f} ms per run (the steps' medians summed)")
         return result
+
+
+def _call(plan):
+    """The steady-state loop: every kernel in order, and nothing else."""
+    index = 0
+    try:
+        for index, (fn, out, ins, params) in enumerate(plan.calls):
+            fn(out, *ins, **params)
+    except Exception as error:
+        note_running(error, plan.call_nodes[index])
+        raise
+
+
+def _call_timed(plan, backend, call_seconds):
+    """Every kernel in order, each timed between two synchronizations (a GPU's time counts where it is spent)."""
+    index = 0
+    try:
+        for index, (fn, out, ins, params) in enumerate(plan.calls):
+            backend.synchronize()
+            start = time.perf_counter()
+            fn(out, *ins, **params)
+            backend.synchronize()
+            call_seconds[index].append(time.perf_counter() - start)
+    except Exception as error:
+        note_running(error, plan.call_nodes[index])
+        raise
 
 
 def check_feed(node, value):

@@ -32,6 +32,7 @@ Resuming reproduces an uninterrupted run exactly because everything random is co
 loader's (seed, epoch), each program's run counter (dropout masks are keyed by it), and the optimizer's step.
 """
 import csv
+import numbers
 import os
 import time
 
@@ -138,6 +139,11 @@ class Callback:
 
     def on_train_end(self, logs=None):
         pass
+
+    def wants_gradients(self, epoch):
+        """Whether this callback reads `trainer.gradients` at the end of this epoch: the trainer then fetches the
+        gradients of the epoch's last batch ({variable name: array})."""
+        return False
 
 
 class ProgressBar(Callback):
@@ -281,6 +287,85 @@ class ModelCheckpoint(Callback):
         self.trainer.save(self.path.format(**logs))
 
 
+class TensorBoard(Callback):
+    """Logs for TensorBoard, written with tensorboardX into `logdir` (then: tensorboard --logdir <its parent>):
+
+        scalars     every number an epoch logs (loss, accuracy, val_loss, ..., learning_rate, seconds) as
+                    'epoch/<key>' at step = the epoch; with update_freq="batch" also each batch's loss, metrics
+                    and learning rate as 'batch/<key>' at step = the optimizer's step count
+        histograms  every histogram_freq epochs: each model variable ('weights/<name>') and, with write_grads,
+                    each trained variable's gradient on the epoch's last batch ('gradients/<name>'); the trainer
+                    fetches those through its gradient program (Trainer.gradient_program)
+        images      with write_images, the first convolution's filters as a grid ('filters/<name>'), each epoch
+        graph       with write_graph, the training program's graph, once (the Graphs tab; hover a node to see
+                    the line that created it)
+    """
+
+    def __init__(self, logdir, histogram_freq=1, write_grads=True, write_images=True, write_graph=True,
+                 update_freq="epoch"):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise GraphError("train.TensorBoard writes its logs with tensorboardX: pip install "
+                             "'graphnet[tensorboard]' (or pip install tensorboardX)") from None
+        if update_freq not in ("epoch", "batch"):
+            raise GraphError(f"TensorBoard: update_freq must be 'epoch' or 'batch', got {update_freq!r}")
+        self._writer_class = SummaryWriter
+        self.logdir = os.fspath(logdir)
+        self.histogram_freq, self.write_grads = int(histogram_freq), bool(write_grads)
+        self.write_images, self.write_graph, self.update_freq = bool(write_images), bool(write_graph), update_freq
+        self.writer = None
+        self.graph_written = False
+
+    def on_train_begin(self, logs=None):
+        from .summaries import graph_def
+        if self.writer is None:
+            self.writer = self._writer_class(logdir=self.logdir)
+        self.step = self.trainer.optimizer.steps_done()
+        if self.write_graph and not self.graph_written:
+            # tensorboardX's public add_graph traces a PyTorch model; its file writer takes a GraphDef as it is
+            self.writer._get_file_writer().add_onnx_graph(graph_def(self.trainer.train_program.nodes))
+            self.graph_written = True
+
+    def wants_gradients(self, epoch):
+        return self.write_grads and self._histograms_due(epoch)
+
+    def _histograms_due(self, epoch):
+        return self.histogram_freq > 0 and epoch % self.histogram_freq == 0
+
+    def on_batch_end(self, batch, logs):
+        self.step += 1
+        if self.update_freq == "batch":
+            for key, value in logs.items():
+                if key != "batch_size" and isinstance(value, numbers.Real):
+                    self.writer.add_scalar(f"batch/{key}", value, self.step)
+
+    def on_epoch_end(self, epoch, logs):
+        from .summaries import filter_grid
+        writer = self.writer
+        for key, value in logs.items():
+            if key != "epoch" and isinstance(value, numbers.Real):
+                writer.add_scalar(f"epoch/{key}", value, epoch)
+        variables = self.trainer.model.variables()
+        if self._histograms_due(epoch):
+            for name, var in variables.items():
+                writer.add_histogram(f"weights/{name}", var.numpy(), epoch)
+            if self.write_grads:
+                for name, gradient in self.trainer.gradients.items():
+                    writer.add_histogram(f"gradients/{name}", gradient, epoch)
+        if self.write_images:
+            first_conv = next(((n, v) for n, v in variables.items() if v.ndim == 4), None)   # (K, C, R, S)
+            if first_conv is not None:
+                writer.add_image(f"filters/{first_conv[0]}", filter_grid(first_conv[1].numpy()), epoch,
+                                 dataformats="HWC")
+        writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The trainer
 
@@ -288,10 +373,12 @@ class Trainer:
     """Trains `model` with `optimizer` on `loss` ('cross_entropy', 'mse', 'bce' or a function
     loss(outputs, targets) -> scalar tensor), adding (l2/2)·Σw² and l1·Σ|w| over the trainable kernels.
 
-    device: where the programs run (None: compile's default). seed: the data order and augmentations."""
+    device: where the programs run (None: compile's default). seed: the data order and augmentations.
+    check_numerics: every training and evaluation step stops at the first op that writes NaN or Inf, naming it
+    (compile's check_numerics: slow, for debugging)."""
 
     def __init__(self, model, optimizer="adam", loss="cross_entropy", metrics=None, l2=0.0, l1=0.0, device=None,
-                 seed=0):
+                 seed=0, check_numerics=False):
         self.model = model
         self.optimizer = optim.get(optimizer)
         if isinstance(loss, str):
@@ -314,6 +401,7 @@ class Trainer:
                 self.metrics[metric.__name__] = metric
         self.l2, self.l1 = float(l2), float(l1)
         self.device = device
+        self.check_numerics = bool(check_numerics)
         self.seed = int(seed)
         self.epoch = 0                  # epochs completed
         self.target_epochs = 0
@@ -322,6 +410,8 @@ class Trainer:
         self.loader = None
         self.built = False
         self._casts_warned = set()      # (data dtype, model dtype) pairs already warned about
+        self.gradients = {}             # {variable name: gradient} of an epoch's last batch, when a callback asks
+        self._gradient_program = None
 
     # -- building --------------------------------------------------------------------------------------------------
     def build(self, sample_shape, input_dtype="float32", target_shape=None, target_dtype=None):
@@ -348,13 +438,19 @@ class Trainer:
             with graph.name_scope("eval"):
                 self.eval_outputs = model(self.x, training=False)
                 self.eval_loss = self.total_loss(self.eval_outputs, self.y)
-        device = {} if self.device is None else {"device": self.device}
-        self.train_program = compile_program([self.train_loss, self.train_outputs, self.train_op], **device)
-        self.eval_program = compile_program([self.eval_loss, self.eval_outputs], **device)
-        self.predict_program = compile_program(self.eval_outputs, **device)
+        options = self._compile_options()
+        self.train_program = compile_program([self.train_loss, self.train_outputs, self.train_op], **options)
+        self.eval_program = compile_program([self.eval_loss, self.eval_outputs], **options)
+        self.predict_program = compile_program(self.eval_outputs, **options)
         self.shapes = {"sample": list(sample_shape), "input_dtype": str(np.dtype(input_dtype)),
                        "target": list(target_shape), "target_dtype": str(np.dtype(target_dtype))}
         self.built = True
+
+    def _compile_options(self):
+        options = {"check_numerics": self.check_numerics}
+        if self.device is not None:
+            options["device"] = self.device
+        return options
 
     def _refuse_a_squashed_output(self):
         """The cross-entropy loss takes logits: a softmax before it would be applied twice (likewise a sigmoid
@@ -464,9 +560,15 @@ class Trainer:
             callback.on_epoch_begin(epoch + 1)
         totals, seen, started = {}, 0, time.perf_counter()
         learning_rate = self.optimizer.current_learning_rate()
+        fetch_gradients = any(getattr(c, "wants_gradients", lambda epoch: False)(epoch + 1) for c in callbacks)
+        last_batch = len(self.loader) - 1
         for batch, (xb, yb) in enumerate(self.loader):
             learning_rate = self.optimizer.update_learning_rate(step)
-            loss, outputs, _ = self.train_program.run({self.x: xb, self.y: yb})
+            if fetch_gradients and batch == last_batch:
+                loss, outputs, _, *grads = self.gradient_program().run({self.x: xb, self.y: yb})
+                self.gradients = dict(zip(self._trained_names(), grads))
+            else:
+                loss, outputs, _ = self.train_program.run({self.x: xb, self.y: yb})
             step += 1
             logs = {"loss": float(loss)}
             logs.update({name: fn(outputs, yb) for name, fn in self.metrics.items()})
@@ -554,6 +656,22 @@ class Trainer:
             raise GraphError("predict: the trainer is not built yet; fit, evaluate or restore first")
         self._check_input(np.asarray(x), "predict")
         return np.concatenate([self.predict_program.run({self.x: xb}) for xb in DataLoader(x, None, batch_size)])
+
+    def gradient_program(self):
+        """The train program with the gradients fetched too (compiled on first use). It is the same training step
+        — it shares the train program's variables and run counter, so dropout draws the same masks — and runs in
+        its place on the batches whose gradients a callback asked for (Callback.wants_gradients)."""
+        if self._gradient_program is None:
+            program = compile_program([self.train_loss, self.train_outputs, self.train_op]
+                                      + list(self.optimizer.gradients), **self._compile_options())
+            program.rng = self.train_program.rng
+            self._gradient_program = program
+        return self._gradient_program
+
+    def _trained_names(self):
+        """The model's names of the trained variables, in the optimizer's order (that of its gradients)."""
+        names = {var: name for name, var in self.model.variables().items()}
+        return [names.get(var, var.name) for var in self.optimizer.var_list]
 
     # -- checkpoints -------------------------------------------------------------------------------------------------
     def programs(self):
