@@ -54,7 +54,7 @@ def test_first_tutorial_trains_in_quick_mode(tmp_path):
 def test_tutorials_readme_lists_every_lesson_and_its_commands_name_scripts_that_exist():
     """tutorials/README.md: a table row per lesson, and every script its commands run is there."""
     text = (ROOT / "tutorials" / "README.md").read_text()
-    for lesson in sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py")):
+    for lesson in sorted((ROOT / "tutorials").glob("[0-9][0-9]*_*.py")):
         assert re.search(rf"^\| `{lesson.name}` \|", text, flags=re.M), f"{lesson.name} is not in the table"
     commands = [line for block in re.findall(r"```\n(.*?)```", text, flags=re.S) for line in block.splitlines()]
     scripts = {script for line in commands for script in re.findall(r"(tutorials/\S+\.py)", line)}

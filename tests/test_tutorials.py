@@ -18,7 +18,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LESSONS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+LESSONS = sorted((ROOT / "tutorials").glob("[0-9][0-9]*_*.py"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"
 

@@ -29,9 +29,12 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "langua
 TITLED_CELL = re.compile(r"^# %% (?!\[)(?P<title>.+)$")        # `# %% Data: ...`, not `# %% [markdown]`
 
 
+LESSON_PATTERN = "[0-9][0-9]*_*.py"        # 05_lenet5_mnist.py; a lesson inserted after 05 is 05a_....py
+
+
 def lessons():
-    """Every numbered lesson, in order."""
-    return sorted(HERE.glob("[0-9][0-9]_*.py"))
+    """Every numbered lesson, in order (the course's order: 05_, then 05a_, then 06_)."""
+    return sorted(HERE.glob(LESSON_PATTERN))
 
 
 def markdown_from_docstring(doc):
