@@ -176,6 +176,15 @@ class Model(Layer):
         A missing, corrupted or mismatched file raises CheckpointError and changes no variable."""
         return checkpoint.load_variables(path, self.variables(), group="model", strict=strict, include=include)
 
+    def export_onnx(self, path):
+        """Write the model's inference graph (built by `build`, training=False) to an ONNX file, its batch axis
+        dynamic; returns the onnx ModelProto. See graphnet.onnx."""
+        from .. import onnx as graphnet_onnx
+        if self.output is None:
+            raise GraphError(f"export_onnx: model '{self.name}' is not built yet; call model.build(input_shape) "
+                             "first (the ONNX file needs its input's shape)")
+        return graphnet_onnx.export(path, [self.input], [self.output], name=self.name)
+
     # -- freezing --------------------------------------------------------------------------------------------------
     def freeze(self, *which):
         """Freeze layers: all of them, or those named (name or path) or of the given classes, e.g.
