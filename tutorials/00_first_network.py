@@ -125,3 +125,42 @@ first_loss = batch_losses[0]
 print(f"first batch loss {first_loss:.4f} -> last epoch mean loss {np.mean(losses):.4f}")
 lesson.finish(first_loss, float(np.mean(losses)),
               f"test accuracy {accuracy(x_test, y_test):.3f} after {epochs} epoch(s) on '{args.device}'")
+
+
+# %% Exercises
+# The questions are in the last cell; the functions here check your answers (run this cell first). Each prints
+# whether the answer is right and returns True or False.
+def check_exercise_1(parameters):
+    """`parameters`: how many numbers the network's variables hold in all (weights and biases)."""
+    import numpy as np
+    shapes = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (400, 120), (120,), (120, 84), (84,), (84, 7), (7,)]
+    expected = int(sum(np.prod(shape) for shape in shapes))
+    right = parameters == expected
+    print(f"right: {expected:,} parameters, most of them in fc1" if right else
+          f"wrong: not {parameters}; a conv layer holds K·C·R·S weights and K biases, a dense one n_in·n_out and n_out")
+    return right
+
+
+def check_exercise_2(shape):
+    """`shape`: conv2's output shape (batch as None) if conv2 were built with padding=2."""
+    import numpy as np
+    import graphnet as gn
+    with gn.Graph():
+        pooled = gn.placeholder((None, 6, 14, 14), name="pool1")
+        conv2 = gn.conv2d(pooled, gn.variable(np.zeros((16, 6, 5, 5), "float32")), padding=2)
+    right = tuple(shape) == conv2.shape
+    print(f"right: {conv2.shape}: padding (F − 1)/2 = 2 keeps 14x14" if right else
+          f"wrong: not {tuple(shape)}; use floor((W − F + 2P)/S) + 1 for the height and the width")
+    return right
+
+
+# %% [markdown]
+# **Exercise 1 — counting parameters.** Add up the weights and biases of the five layers (conv1, conv2, fc1, fc2,
+# fc3, for the 7 classes) and check the total: `check_exercise_1(total)`. Which layer holds most of them?
+#
+# **Exercise 2 — shapes in the schedule.** conv2 turns pool1's (N, 6, 14, 14) into (N, 16, 10, 10). What would
+# it give with `padding=2`? Check your shape (with None for the batch): `check_exercise_2((None, ...))`, then
+# find the row in the printed schedule whose shape would change, and every row after it that would too.
+#
+# **Exercise 3 — the learning rate (no checker: look).** Run the lesson with `learning_rate` 0.5 and 0.005 instead
+# of 0.05 and compare the loss figures. Which one still learns in 8 epochs, and what does the other do?

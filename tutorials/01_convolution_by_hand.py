@@ -160,3 +160,43 @@ lesson.save(figure, "learned_filter")
 # %% Result
 lesson.finish(losses[0], losses[-1], f"first output {by_graph[0, 0]:g} by hand and by gn.conv2d; "
                                      f"learned filter max |error| {error:.1e} after {steps} steps")
+
+
+# %% Exercises
+# The questions are in the last cell; the functions here check your answers (run this cell first). Each prints
+# whether the answer is right and returns True or False.
+def check_exercise_1(width):
+    """`width`: the output width of a 5x5 filter with stride 2 and padding 1 on a 28-wide image."""
+    import numpy as np
+    import graphnet as gn
+    with gn.Graph():
+        y = gn.conv2d(gn.placeholder((1, 1, 28, 28)), gn.variable(np.zeros((1, 1, 5, 5), "float32")),
+                      stride=2, padding=1)
+    right = width == y.shape[3]
+    print(f"right: floor((28 − 5 + 2·1)/2) + 1 = {y.shape[3]}" if right else
+          f"wrong: not {width}; floor((W − F + 2P)/S) + 1 with W=28, F=5, S=2, P=1")
+    return right
+
+
+def check_exercise_2(multiplications):
+    """`multiplications`: how many multiplications 8 filters of 3x3 make on one 3x32x32 image, padding 1."""
+    import graphnet as gn
+    k, c, r, s, h, w = 8, 3, 3, 3, 32, 32
+    out_h, out_w = gn.nn.output_size(h, r, 1, 1), gn.nn.output_size(w, s, 1, 1)
+    expected = k * out_h * out_w * c * r * s               # one product per filter weight per output value
+    right = multiplications == expected
+    print(f"right: {k}·{out_h}·{out_w} outputs × {c}·{r}·{s} products each = {expected:,}" if right else
+          f"wrong: not {multiplications}; count the output values, then the products each one sums")
+    return right
+
+
+# %% [markdown]
+# **Exercise 1 — an output size.** A 5x5 filter with stride 2 and padding 1 slides over a 28x28 image. How wide is
+# the output? Work it out with the formula and check: `check_exercise_1(width)`.
+#
+# **Exercise 2 — the cost of a layer.** Eight 3x3 filters over a 3-channel 32x32 image with padding 1: how many
+# multiplications does the layer make for one image? Check: `check_exercise_2(count)`. (The FLOPs column of a
+# printed schedule counts each multiply-add as two.)
+#
+# **Exercise 3 — a filter of your own (no checker: look).** Make a 3x3 filter that responds to diagonal edges,
+# apply it to the photo of part 2 and plot the map. Then learn it in part 4 instead of the vertical-edge filter.

@@ -96,3 +96,40 @@ lesson.save(figure, "fit")
 # %% Result
 lesson.finish(mlp_losses[0], mlp_losses[-1],
               f"test MSE perceptron {linear_mse:.3f} vs MLP {mlp_mse:.3f} (noise² = {noise ** 2:.3f})")
+
+
+# %% Exercises
+# The questions are in the last cell; the functions here check your answers (run this cell first). Each prints
+# whether the answer is right and returns True or False.
+def check_exercise_1(parameters):
+    """`parameters`: how many weights and biases the MLP 1-32-32-1 has."""
+    sizes = [1, 32, 32, 1]
+    expected = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    right = parameters == expected
+    print(f"right: (1+1)·32 + (32+1)·32 + (32+1)·1 = {expected:,}" if right else
+          f"wrong: not {parameters}; a dense layer has (n_in + 1)·n_out: its weights and one bias per output")
+    return right
+
+
+def check_exercise_2(best_mse):
+    """`best_mse`: the lowest test MSE any model can expect on this data (noise std 0.1), measured here."""
+    import numpy as np
+    from graphnet.data import noisy_sinusoid
+    x, y = noisy_sinusoid(n=100_000, noise=0.1, seed=3)
+    expected = float(np.mean((np.sin(x) - y) ** 2))          # the true curve itself: what is left is the noise
+    right = abs(float(best_mse) - expected) < 0.1 * expected
+    print(f"right: even sin(x) itself scores {expected:.4f} = noise²" if right else
+          f"wrong: the true curve sin(x) scores {expected:.4f} on 100,000 fresh points")
+    return right
+
+
+# %% [markdown]
+# **Exercise 1 — parameters.** How many weights and biases does the MLP 1-32-32-1 have? Check:
+# `check_exercise_1(count)`. And the perceptron?
+#
+# **Exercise 2 — the best possible score.** The targets are sin(x) plus Gaussian noise of standard deviation 0.1.
+# What test MSE would even a perfect model, ŷ = sin(x), get? Check: `check_exercise_2(value)`. Is the MLP there?
+#
+# **Exercise 3 — other shapes (no checker: look).** Replace tanh by relu (`gn.relu`) in `build`, then try one
+# hidden layer of 4 units and one of 256. Which fits are smooth, which are piecewise straight, and which test MSE is
+# best?

@@ -86,13 +86,61 @@ for ax, classify, title in ((axes[0], perceptron, f"perceptron: test accuracy {p
                             (axes[1], mlp, f"MLP: test accuracy {mlp_accuracy:.3f}")):
     ax.contourf(gx, gy, classify(grid).reshape(gx.shape), levels=[-0.5, 0.5, 1.5], colors=["#c6dbef", "#fdd0a2"])
     ax.scatter(x_test[:, 0], x_test[:, 1], c=y_test, cmap="coolwarm", s=8, edgecolors="none")
-    ax.set_title(title)
+    ax.set(title=title, xlabel="x₁", ylabel="x₂")
 axes[2].plot(perceptron_losses, label="perceptron")
 axes[2].plot(mlp_losses, label="MLP")
-axes[2].set(title="binary cross-entropy while training", xlabel="step", ylabel="loss", yscale="log")
+axes[2].set(title="binary cross-entropy while training", xlabel="step", ylabel="loss (log scale)", yscale="log")
 axes[2].legend()
 lesson.save(figure, "decision_boundaries")
 
 # %% Result
 lesson.finish(mlp_losses[0], mlp_losses[-1],
               f"test accuracy perceptron {perceptron_accuracy:.3f} vs MLP {mlp_accuracy:.3f}")
+
+
+# %% Exercises
+# The questions are in the last cell; the functions here check your answers (run this cell first). Each prints
+# whether the answer is right and returns True or False.
+def check_exercise_1(loss):
+    """`loss`: the binary cross-entropy of a model whose logit is z = 0 for every point."""
+    import numpy as np
+    import graphnet as gn
+    with gn.Graph():
+        bce = gn.binary_cross_entropy_with_logits(gn.constant(np.zeros((8, 1))),
+                                                  gn.constant((np.arange(8) % 2)[:, None].astype("float64")))
+    expected = float(gn.compile(bce, device="reference").run({}))
+    right = abs(float(loss) - expected) < 1e-3
+    print(f"right: σ(0) = 1/2 for every point, so the loss is −log ½ = ln 2 = {expected:.4f}" if right else
+          f"wrong: not {loss}; what is σ(0), and what is −log of it?")
+    return right
+
+
+def check_exercise_2(bce_gradient):
+    """`bce_gradient(z, y)` should return ∂L/∂z for L = gn.binary_cross_entropy_with_logits(z, y) (a mean)."""
+    import numpy as np
+    import graphnet as gn
+    rng = np.random.default_rng(0)
+    z_value, y_value = rng.normal(size=(10, 1)), rng.integers(0, 2, (10, 1)).astype("float64")
+    with gn.Graph():
+        z = gn.variable(z_value, name="z")
+        (d_z,) = gn.gradients(gn.binary_cross_entropy_with_logits(z, gn.constant(y_value)), [z])
+    expected = gn.compile(d_z, device="reference").run({})
+    answer = np.asarray(bce_gradient(z_value, y_value), dtype="float64")
+    right = answer.shape == expected.shape and np.allclose(answer, expected, atol=1e-9)
+    print("right: ∂L/∂z = (σ(z) − y) / N" if right else
+          "wrong: compare with gn.gradients at a few points; remember that the loss is a mean over N points")
+    return bool(right)
+
+
+# %% [markdown]
+# **Exercise 1 — the loss of knowing nothing.** Before training, a model that outputs z = 0 everywhere says 50%
+# for every point. What is its binary cross-entropy? Check: `check_exercise_1(value)`, and compare with the first
+# losses printed above.
+#
+# **Exercise 2 — the gradient of the loss.** Derive ∂L/∂z for L = mean of −[y·log σ(z) + (1 − y)·log(1 − σ(z))]
+# (hint: σ'(z) = σ(z)(1 − σ(z))), write it as `bce_gradient(z, y)` with NumPy and check it:
+# `check_exercise_2(bce_gradient)`.
+#
+# **Exercise 3 — a feature instead of a layer (no checker: look).** Train the perceptron on
+# `graphnet.data.circles` (one ring inside another): it fails. Give it a third input, x₁² + x₂², and it succeeds.
+# Why?

@@ -88,3 +88,45 @@ if len(wrong):
 
 # %% Result
 lesson.finish(before["loss"], after["loss"], f"test accuracy {test['accuracy']:.4f} after {len(history)} epoch(s)")
+
+
+# %% Exercises
+# The questions are in the last cell; the functions here check your answers (run this cell first). Each prints
+# whether the answer is right and returns True or False.
+def check_exercise_1(parameters):
+    """`parameters`: how many trainable numbers the model 64 -> 512 -> 256 -> 10 has (dropout has none)."""
+    from graphnet import nn
+    model = nn.Sequential([nn.Flatten(), nn.Dense(512, activation="relu"), nn.Dropout(0.3),
+                           nn.Dense(256, activation="relu"), nn.Dropout(0.3), nn.Dense(10)])
+    model.build((1, 8, 8))
+    expected = model.count_params()
+    right = parameters == expected
+    print(f"right: {expected:,} parameters, as model.summary() says" if right else
+          f"wrong: not {parameters}; a dense layer has (n_in + 1)·n_out")
+    return right
+
+
+def check_exercise_2(loss):
+    """`loss`: the cross-entropy of a uniform guess over the 10 classes."""
+    import numpy as np
+    import graphnet as gn
+    with gn.Graph():
+        uniform = gn.softmax_cross_entropy(gn.constant(np.zeros((10, 10))), gn.constant(np.arange(10)))
+    expected = float(gn.compile(uniform, device="reference").run({}))
+    right = abs(float(loss) - expected) < 1e-3
+    print(f"right: −log(1/10) = ln 10 = {expected:.4f}" if right else
+          f"wrong: not {loss}; a uniform guess gives each class probability 1/10")
+    return right
+
+
+# %% [markdown]
+# **Exercise 1 — parameters.** How many weights and biases does the model hold? Work it out layer by layer and
+# check: `check_exercise_1(count)` — then compare with `model.summary()`.
+#
+# **Exercise 2 — the loss before training.** A network that has learned nothing gives every digit the same
+# probability. What is its cross-entropy? Check: `check_exercise_2(value)`, and compare with the loss printed
+# "before training".
+#
+# **Exercise 3 — reading the confusion matrix (no checker: look).** Which two digits are mistaken for each other
+# most often in your run? Remove the two `nn.Dropout` layers and train again: what happens to the training and the
+# validation curves, and to the test accuracy?
