@@ -82,7 +82,7 @@ extensions = [
 
 setup(
     packages=find_packages(include=["graphnet", "graphnet.*"]),
-    package_data={"graphnet._ext": ["*.pyx", "*.pxd", RUNTIME]},
+    package_data={"graphnet._ext": ["*.pyx", "*.pxd", RUNTIME], "graphnet.pretrained": ["*.npz", "*.json"]},
     ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}, build_dir="build"),
     cmdclass={"build_ext": BuildKernels},
 )

@@ -51,6 +51,7 @@ def test_a_wheel_built_from_the_sdist_alone_has_working_cpu_kernels(sdist, tmp_p
     (wheel,) = (tmp_path / "wheel").glob("graphnet-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "graphnet/_ext/libgraphnet_gomp.so.1" in names
+    assert {"graphnet/pretrained/lenet5_mnist.npz", "graphnet/pretrained/lenet5_mnist.json"} <= set(names)
     assert sum(n.startswith("graphnet/_ext/") and n.endswith(".so") for n in names) == len(
         [n for n in os.listdir(os.path.join(REPOSITORY, "graphnet", "_ext")) if n.endswith(".pyx")])
     installed = tmp_path / "installed"

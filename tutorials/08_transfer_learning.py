@@ -176,3 +176,64 @@ lesson.finish(recorder.losses[0], float(np.mean(recorder.losses[-max(1, min(10, 
               f"digits 5-9 from {k} examples per class: transfer {results['transfer, convs frozen', k]['accuracy']:.3f}"
               f", fine-tune all {results['fine-tune all layers', k]['accuracy']:.3f}"
               f", from scratch {results['from scratch', k]['accuracy']:.3f} (task A 0-4: {accuracy_a:.3f})")
+
+
+# %% Checkers for the exercises below: call one with your answer, e.g. check_exercise_1(12345)
+def check_exercise_1(answer):
+    """Exercise 1: how many parameters the optimizer updates when the convolutions are frozen."""
+    flattened = 32 * 7 * 7                                   # conv2's 32 maps of 7x7 after the second pooling
+    expected = (flattened + 1) * 64 + (64 + 1) * 5           # dense1 and the new head: (n_in + 1)·n_out each
+    if answer == expected:
+        print(f"Right: {expected:,} parameters learn; conv1 and conv2 keep their values from task A.")
+        return True
+    print("Not yet. Only dense1 and the new head learn; a dense layer has (n_in + 1)·n_out parameters, and "
+          "dense1's n_in is the flattened size of conv2's output after two 2x2 poolings of a 28x28 image.")
+    return False
+
+
+def check_exercise_2(fraction):
+    """Exercise 2: the fraction of all parameters that learn when only the new head does."""
+    convolutions = 16 * (1 * 3 * 3 + 1) + 32 * (16 * 3 * 3 + 1)      # K·(C·R·S + 1) for conv1 and conv2
+    dense1, head = (32 * 7 * 7 + 1) * 64, (64 + 1) * 5
+    expected = head / (convolutions + dense1 + head)
+    if abs(fraction - expected) <= 0.02 * expected:
+        print(f"Right: {expected:.4f} — {head} of {convolutions + dense1 + head:,} parameters, about 1 in "
+              f"{round(1 / expected)}.")
+        return True
+    print("Not yet. The head is Dense(5) on dense1's 64 units; divide its parameters by those of the whole "
+          "network (both convolutions, dense1 and the head — model.summary() shows the total).")
+    return False
+
+
+def check_exercise_3(names):
+    """Exercise 3: the names of the arrays the task-A checkpoint holds in its 'model' group."""
+    expected = {f"{layer}/{kind}" for layer in ("conv1", "conv2", "dense1", "dense2") for kind in ("weight", "bias")}
+    given = set(names)
+    if given == expected:
+        print(f"Right: {len(expected)} arrays, named after the layers of the network that was saved: "
+              "load_weights matches them by name and shape.")
+        return True
+    if any(name.startswith("model/") for name in given):
+        print("Almost: those are the names in the file; Checkpoint.group('model') gives them without the prefix.")
+    elif any(name.startswith("head/") for name in given):
+        print("Not yet: the head was added after the checkpoint was written, to a new network; it is not in the "
+              "file.")
+    else:
+        print("Not yet. Read the file with graphnet.checkpoint.read(checkpoint_path) and look at .group('model').")
+    return False
+
+
+# %% [markdown]
+# # Exercises
+#
+# 1. **Count what learns.** With the convolutions frozen and a new head of 5 units, how many parameters does
+#    the optimizer update? Work it out from the formulas — (n_in + 1)·n_out for a dense layer — before you look
+#    at the summary printed above; then `check_exercise_1(your_number)`.
+# 2. **Only the head learns.** Freeze dense1 as well (`model.freeze(nn.Conv2D, "dense1")` in `transferred`).
+#    What fraction of the network's parameters still learn? `check_exercise_2(your_fraction)`. Then run the
+#    lesson with that change and compare the transferred network with the one in the table at 5 and at 50
+#    examples per class: when does a classifier on fixed features suffice, and when must dense1 adapt?
+# 3. **What a checkpoint holds.** Read the file that step 1 wrote, `gn.checkpoint.read(checkpoint_path)`
+#    (`import graphnet as gn`), and pass the names of its `group("model")` arrays to `check_exercise_3`. Why does
+#    `transferred` load the weights *before* it replaces dense2 with the new head — what would
+#    `load_weights(strict=True)` say the other way round, and what does `strict=False` do then?
