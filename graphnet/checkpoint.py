@@ -75,6 +75,7 @@ def save(path, arrays, state=None):
     handle, temporary = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}@{socket.gethostname()}.",
                                          suffix=".tmp", dir=directory)
     try:
+        os.fchmod(handle, new_file_mode())            # mkstemp makes it private (0600); the target is an ordinary file
         with os.fdopen(handle, "wb") as file:
             np.savez(file, **arrays, **{MANIFEST: np.array(manifest_text)})
             file.flush()
@@ -85,6 +86,18 @@ def save(path, arrays, state=None):
             os.unlink(temporary)
         raise
     return path
+
+
+def new_file_mode():
+    """The permissions an ordinary new file gets here: 0o666 less the process's umask (read from /proc, so that
+    the umask is never changed, even for a moment, under other threads; 022 where /proc does not say)."""
+    umask = 0o022
+    try:
+        with open("/proc/self/status") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return 0o666 & ~umask
 
 
 def _temporary_prefix(path):

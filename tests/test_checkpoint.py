@@ -309,3 +309,13 @@ def test_a_failed_restore_changes_nothing(tmp_path):
     small_model().save_weights(tmp_path / "weights.npz")
     with pytest.raises(CheckpointError, match="weights only"):
         trainer.restore(tmp_path / "weights.npz")
+
+
+def test_a_saved_checkpoint_gets_the_permissions_of_an_ordinary_new_file(tmp_path):
+    """The temporary file it is written to is private (mkstemp); the checkpoint must not stay so."""
+    umask = os.umask(0o022)
+    try:
+        path = gn.checkpoint.save(tmp_path / "w.npz", {"a": np.zeros(3)})
+    finally:
+        os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o644

@@ -129,3 +129,12 @@ def test_what_has_no_onnx_form_is_refused_naming_the_node_and_why(tmp_path):
 def test_an_unbuilt_model_says_to_build_it(tmp_path):
     with pytest.raises(gn.GraphError, match=r"export_onnx: model .* is not built yet; call model.build"):
         small_cnn().export_onnx(tmp_path / "m.onnx")
+
+
+def test_the_file_gets_the_permissions_of_an_ordinary_new_file(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        check_export(tmp_path, lambda x: x * 2.0, [M], batch_sizes=(2,))
+    finally:
+        os.umask(umask)
+    assert os.stat(tmp_path / "model.onnx").st_mode & 0o777 == 0o644

@@ -19,6 +19,7 @@ import tempfile
 
 import numpy as np
 
+from ..checkpoint import new_file_mode
 from ..errors import GraphError
 from ..graph import ConstantOp, Placeholder, Tensor, VariableOp
 from ..ops.activations import Elu, LeakyRelu, LogSoftmax, Relu, Sigmoid, Softmax, Tanh
@@ -320,6 +321,7 @@ def _save_atomically(onnx, model, path):
     folder = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=".onnx-", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(handle, new_file_mode())
         with os.fdopen(handle, "wb") as file:
             file.write(model.SerializeToString())
         os.replace(temporary, path)
