@@ -29,6 +29,11 @@ class Op:
         raise GraphError(f"op {self.name!r} has no gradient rule; gradients of gradients (second derivatives) "
                          "are not supported for it")
 
+    def view_of(self, in_shapes, out_shape):
+        """The index of the input whose buffer the output can share for these concrete shapes (no kernel runs),
+        else None: `view_of_input` by default (reshape always shares)."""
+        return self.view_of_input
+
     def check_runnable(self, in_shapes, attrs):
         """Refuse concrete shapes that the shape rule allows but a run cannot compute (raise ShapeRuleViolation);
         checked when a plan is made for a run, not when a schedule is only described."""

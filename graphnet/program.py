@@ -43,6 +43,7 @@ class Step:
     ins: list = field(default_factory=list)
     flops: int = 0
     nbytes: int = 0         # bytes read + written
+    view_of: int = None     # for a free view (kernel None): the index of the input whose buffer it shares
 
     @property
     def node(self):
@@ -286,7 +287,7 @@ class Program:
             if node.op.name == "assign":
                 values[node] = values[node.inputs[0]]          # the variable's own storage
             elif step.kernel is None:
-                values[node] = backend.reshape(values[node.inputs[node.op.view_of_input]], shapes[node])
+                values[node] = backend.reshape(values[node.inputs[step.view_of]], shapes[node])
         calls = []
         for step in steps:
             step.ins = [values[i] for i in step.inputs]
@@ -296,7 +297,7 @@ class Program:
         plan.values, plan.calls = values, calls
         plan.call_nodes = [s.node for s in steps if s.kernel is not None]
         # A feed the kernels may read where the user's array lies: not fetched, no view of it taken.
-        viewed = {s.node.inputs[s.node.op.view_of_input] for s in steps if s.kernel is None}
+        viewed = {s.node.inputs[s.view_of] for s in steps if s.kernel is None}
         plan.feed_readers = {p: [(s.ins, k) for s in steps if s.kernel is not None
                                  for k, i in enumerate(s.inputs) if i is p]
                              for p in self.placeholders if p not in viewed and p not in self.fetches}
@@ -314,7 +315,8 @@ class Program:
                                         [shapes[r] for r in first.refs])
         if getattr(first.op, "uses_rng", False):
             params["rng"] = self.rng
-        is_view = len(chain) == 1 and node.op.view_of_input is not None and self._can_alias(node)
+        view_of = node.op.view_of([shapes[i] for i in node.inputs], shapes[node]) if len(chain) == 1 else None
+        is_view = view_of is not None and self._can_alias(node, view_of)
         if len(chain) > 1:
             kernel_name = backend.fusions[pattern]
         else:
@@ -324,7 +326,7 @@ class Program:
         moved = 0 if is_view else (sum(numel(shapes[i]) * i.dtype.itemsize for i in read)
                                    + numel(shapes[node]) * node.dtype.itemsize)
         if is_view:
-            step = Step(chain, inputs, None, "view (no copy)", params)
+            step = Step(chain, inputs, None, "view (no copy)", params, view_of=view_of)
         else:
             params = backend.specialize(kernel_name, params, in_shapes, shapes[node], node.dtype)
             step = Step(chain, inputs, backend.kernel(kernel_name), backend.kernel_label(kernel_name, params), params,
@@ -388,8 +390,9 @@ class Program:
                 return None
         return chain
 
-    def _can_alias(self, node):
-        source = node.inputs[node.op.view_of_input]
+    @staticmethod
+    def _can_alias(node, index):
+        source = node.inputs[index]
         return source.op.name not in ("variable", "constant")   # a view of stored state would see it change
 
     def _concrete_shapes(self, feed_shapes):
@@ -433,7 +436,7 @@ class Program:
         for step in steps:
             node = step.node
             if step.kernel is None:
-                source = node.inputs[node.op.view_of_input]
+                source = node.inputs[step.view_of]
                 root[node] = root.get(source, source)
         buffers = {}
         for p in self.placeholders:

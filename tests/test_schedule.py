@@ -142,3 +142,20 @@ def test_a_fused_step_is_named_once_per_scope():
     assert step_name([Node("a/matmul"), Node("b/add")]) == "a/matmul+b/add"
     long = step_name([Node("model/" + "x" * 40), Node("model/relu")])
     assert len(long) == 34 and long.startswith("…") and long.endswith("+relu")
+
+
+def test_a_sum_to_that_repeats_nothing_at_run_time_is_a_free_view():
+    """y * c with y (None, 3) and c (4, 3): the build must keep a sum_to in y's gradient (the batch could be 1 and
+    broadcast), but with a batch of 4 it sums nothing and the schedule shares the buffer instead of copying."""
+    c = np.arange(12, dtype=np.float32).reshape(4, 3)
+    with gn.Graph():
+        x = gn.placeholder((None, 3), name="x")
+        y = gn.relu(x)
+        (dx,) = gn.gradients(gn.sum(y * gn.constant(c)), [x])
+        prog = gn.compile(dx, device="cpu")
+    xv = np.ones((4, 3), np.float32)
+    np.testing.assert_array_equal(prog.run({x: xv}), c)
+    sum_to = [s for s in prog.plan().steps if s.node.op.name == "sum_to"]
+    assert len(sum_to) == 1 and sum_to[0].kernel is None and sum_to[0].label == "view (no copy)"
+    np.testing.assert_array_equal(prog.run({x: np.ones((1, 3), np.float32)}), c.sum(axis=0, keepdims=True))
+    assert [s.kernel is None for s in prog.plan().steps if s.node.op.name == "sum_to"] == [False]
