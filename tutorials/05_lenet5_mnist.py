@@ -79,22 +79,23 @@ print(f"after {len(history)} epoch(s), {seconds:.1f} s: training loss {after['lo
 figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
 left.plot(history.epochs, history["loss"], "o-", label="training (on shifted images)")
 left.plot(history.epochs, history["val_loss"], "o-", label="test")
-left.set(title="cross-entropy", xlabel="epoch", yscale="log")
+left.set(title="cross-entropy", xlabel="epoch", ylabel="cross-entropy (log scale)", yscale="log")
 left.legend()
 right.plot(history.epochs, history["accuracy"], "o-", label="training (on shifted images)")
 right.plot(history.epochs, history["val_accuracy"], "o-", label="test")
-right.set(title="accuracy", xlabel="epoch")
+right.set(title="accuracy", xlabel="epoch", ylabel="accuracy")
 right.legend()
 lesson.save(figure, "curves")
 
 # %% The first layer's six 5x5 filters: stroke and edge detectors at different angles
 filters = model.get_layer("conv1").weight.numpy()[:, 0]              # (6, 5, 5)
-figure, axes = plt.subplots(1, len(filters), figsize=(2 * len(filters), 2.3))
+figure, axes = plt.subplots(1, len(filters), figsize=(2.2 * len(filters), 2.3))
+limit = np.abs(filters).max()                                        # one scale for all six: comparable colours
 for i, (ax, f) in enumerate(zip(axes, filters)):
-    limit = np.abs(f).max()
-    ax.imshow(f, cmap="coolwarm", vmin=-limit, vmax=limit)            # red: positive weight, blue: negative
+    image = ax.imshow(f, cmap="coolwarm", vmin=-limit, vmax=limit)    # red: positive weight, blue: negative
     ax.set_title(f"filter {i}")
     ax.axis("off")
+figure.colorbar(image, ax=axes, shrink=0.9, label="weight")
 lesson.save(figure, "conv1_filters")
 
 # ...and what they make of one test image. Calling the conv1 layer on the model's input adds a branch to the graph
@@ -114,3 +115,44 @@ lesson.save(figure, "conv1_maps")
 # %% Result
 lesson.finish(before["loss"], after["loss"], f"test accuracy {test['accuracy']:.4f} after {len(history)} epoch(s) "
                                              f"on '{args.device}' ({seconds:.1f} s)")
+
+# %% Exercises
+# The questions are in the last cell; the functions here check your answers (run this cell first). Each prints
+# whether the answer is right and returns True or False.
+def check_exercise_1(features):
+    """Exercise 1: the numbers Flatten hands the first dense layer when conv1 has no padding."""
+    side = 28
+    for kernel in (5, 5):                      # conv1 (padding 0 now), then conv2; each followed by a 2x2 pool
+        side = (side - kernel + 1) // 2        # floor((W − F + 2P)/S) + 1 with P = 0, S = 1; then halved
+    right = 16 * side * side
+    if features == right:
+        print(f"right: 28 -> 24 -> 12 -> 8 -> 4, and 16 channels of 4x4 give {right}")
+        return True
+    print(f"wrong: not {features}; follow the side of the image through conv1 (no padding), pool, conv2, "
+          "pool with floor((W − F + 2P)/S) + 1, then multiply by the 16 channels")
+    return False
+
+
+def check_exercise_2(parameters):
+    """Exercise 2: the parameters of conv2, sixteen 5x5 filters over 6 channels, with biases."""
+    right = 16 * (6 * 5 * 5 + 1)
+    if parameters == right:
+        print(f"right: K·(C·R·S + 1) = 16·(6·5·5 + 1) = {right}")
+        return True
+    print(f"wrong: not {parameters}; each of the K filters has C·R·S weights and one bias")
+    return False
+
+
+# %% [markdown]
+# **Exercise 1 — output sizes.** Remove conv1's padding (`nn.Conv2D(6, 5, activation="relu")`). How many numbers
+# does `Flatten` then hand the first dense layer (400 with the padding)? Work it out with
+# floor((W − F + 2P)/S) + 1, check it with `check_exercise_1(features)`, then build the model and read
+# `model.summary()`.
+#
+# **Exercise 2 — counting parameters.** Without looking at the summary: how many parameters does conv2 hold
+# (sixteen 5×5 filters over the 6 maps of conv1, each filter with a bias)? Check with
+# `check_exercise_2(parameters)`.
+#
+# **Exercise 3 — augmentation (no checker: measure).** Train without augmentation (remove
+# `augment=[RandomShift(2)]` from `fit`) and compare the test accuracy, and the gap between the training and the
+# test loss, with the run above. Then shift by up to 4 pixels instead of 2: does more augmentation help?
