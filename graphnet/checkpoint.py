@@ -70,14 +70,21 @@ def save(path, arrays, state=None):
         manifest_text = json.dumps(manifest)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint '{path}': the state is not plain JSON data ({error})") from None
-    directory = os.path.dirname(os.path.abspath(path))
+    return write_atomically(path, lambda file: np.savez(file, **arrays, **{MANIFEST: np.array(manifest_text)}))
+
+
+def write_atomically(path, write):
+    """Call write(file) on a temporary file beside `path`, flush it to disk, then rename it over `path`: the
+    target is the old file or the whole new one, never a part. Stale temporaries of earlier, killed writes of the
+    same target are removed first. Returns the path."""
+    path = os.fspath(path)
     remove_stale_temporaries(path)
     handle, temporary = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}@{socket.gethostname()}.",
-                                         suffix=".tmp", dir=directory)
+                                         suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
     try:
         os.fchmod(handle, new_file_mode())            # mkstemp makes it private (0600); the target is an ordinary file
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays, **{MANIFEST: np.array(manifest_text)})
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -14,12 +14,10 @@ What ONNX spells differently, and the writers handle:
 A training graph (dropout in training mode, batch statistics, losses, gradients, assignments) has no ONNX form
 here: build the graph with training=False (a graphnet.nn model's `output` is built so).
 """
-import os
-import tempfile
-
 import numpy as np
 
-from ..checkpoint import new_file_mode
+from ..checkpoint import write_atomically
+from ..compiler import prune
 from ..errors import GraphError
 from ..graph import ConstantOp, Placeholder, Tensor, VariableOp
 from ..ops.activations import Elu, LeakyRelu, LogSoftmax, Relu, Sigmoid, Softmax, Tanh
@@ -270,7 +268,7 @@ def export(path, inputs, outputs, name="graphnet"):
                                    opset_imports=[onnx.helper.make_opsetid("", OPSET)])
     model.ir_version = min(model.ir_version, 10)       # what current runtimes read
     onnx.checker.check_model(model, full_check=True)
-    _save_atomically(onnx, model, path)
+    write_atomically(path, lambda file: file.write(model.SerializeToString()))
     return model
 
 
@@ -283,14 +281,7 @@ def _tensor_list(values, what):
 
 def _needed(outputs):
     """The nodes the outputs depend on, in creation order (a topological order)."""
-    seen, stack = set(), list(outputs)
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.extend(node.inputs)
-    return sorted(seen, key=lambda n: n.id)
+    return sorted(prune(outputs), key=lambda n: n.id)
 
 
 def _unique(name, taken):
@@ -313,19 +304,3 @@ def _value_info(onnx, name, tensor):
     dims = [("batch" if axis == 0 else f"{name}_dim{axis}") if d is None else int(d)
             for axis, d in enumerate(tensor.shape)]
     return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(tensor.dtype), dims)
-
-
-def _save_atomically(onnx, model, path):
-    """Write to a temporary file beside `path`, then rename: never a half-written model."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".onnx-", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(handle, new_file_mode())
-        with os.fdopen(handle, "wb") as file:
-            file.write(model.SerializeToString())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
