@@ -1,24 +1,33 @@
-"""Lesson 9 — famous architectures in miniature: VGG, Inception, ResNet and MobileNetV2, built from graphnet layers.
+"""Lesson 9 — famous architectures in miniature: AlexNet, VGG, Inception, ResNet and MobileNetV2, built from graphnet
+layers.
 
 What this teaches — the one idea each architecture added, at a size that trains on a laptop core:
+  * AlexNet (2012): the network that won ImageNet and started the deep-learning decade — five convolutions, the
+    first 11×11 with stride 4, ReLU instead of tanh, overlapping 3×3 max pooling with stride 2, dropout before
+    two dense layers of 4,096. Built here at full size on 224×224 inputs (only its summary: 61 million parameters,
+    1.4 GFLOP per image, almost all of the parameters in the dense layers), and a small version trained.
   * VGG (2014): only 3×3 convolutions, stacked. Two 3×3 layers see a 5×5 window, as one 5×5 layer does, with
     2·9·C² weights instead of 25·C² and a ReLU in between. Most of VGG's weights sit in its dense layers.
   * Inception (GoogLeNet, 2014): parallel branches — 1×1, 3×3 and 5×5 convolutions and a pooling — concatenated
     along the channels, so the next layer picks the scale it needs; 1×1 "reduce" convolutions make it cheap.
   * ResNet (2015): y = relu(F(x) + x). The block learns a residual F; the identity path lets gradients and
     signals pass straight through, which is what made networks of 100+ layers trainable. Global average pooling
-    replaces the big dense layers.
+    replaces the big dense layers. The lesson shows it at depth: a 20-layer plain CNN and the same CNN with skip
+    connections (both with batch norm, as in the paper), trained side by side on the same data. The plain one's
+    loss falls more slowly; at initialisation its gradient norm changes by a similar factor at every layer — a
+    straight line on a log scale, compounding over depth — while with the skips it stays within a narrow band.
   * MobileNetV2 (2018): the inverted residual block — expand with a 1×1 convolution (×6 channels), filter with a
     depthwise 3×3 convolution (groups = channels: one filter per channel), project back with a linear 1×1
     convolution (no ReLU: a "linear bottleneck"), and add the input when the shapes match.
 
 Branches and residual additions are not a stack of layers, so each block is a small `nn.Model` subclass whose
 `call` wires its layers with graph ops (`gn.concat`, `+`). The lesson prints each network's summary and a table of
-parameters and FLOPs side by side, then trains the small ResNet on 4,000 real MNIST digits.
+parameters and FLOPs side by side, then trains the small AlexNet and the small ResNet on 4,000 real MNIST digits,
+then the plain and the residual 20-layer networks on 2,000 of them.
 
-    python tutorials/09_famous_architectures.py            # summaries, the table, and the ResNet trained (~1 min)
+    python tutorials/09_famous_architectures.py            # summaries, the table, the training runs (~2-3 min)
     python tutorials/09_famous_architectures.py --quick    # a tiny run (CI)
-    python tutorials/09_famous_architectures.py --train-all 1   # train all four, to compare accuracy with cost (~3 min)
+    python tutorials/09_famous_architectures.py --train-all 1   # train all five, to compare accuracy with cost
 """
 # %%
 import math
@@ -31,7 +40,8 @@ from _lesson import Lesson, parse_args, plt
 from graphnet import nn, optim, train
 from graphnet.data import load_mnist_5k
 
-args = parse_args(__doc__, epochs=8, train_all=(int, 0, "1: train all four networks, not only the ResNet"))
+args = parse_args(__doc__, epochs=8, train_all=(int, 0, "1: train all five networks, not only AlexNet and ResNet"),
+                  depth_epochs=(int, 4, "epochs for the 20-layer plain and residual networks"))
 lesson = Lesson(args, "09_famous_architectures")
 epochs = 1 if args.quick else args.epochs
 
@@ -120,7 +130,54 @@ class InvertedResidual(nn.Model):
         return y + x if self.residual else y
 
 
-# %% The four networks, each a classifier of 28×28 digits into 10 classes
+# %% AlexNet at full size, as torchvision builds it: 224×224 colour images, 1,000 ImageNet classes
+def alexnet_features(init):
+    """AlexNet's five convolutions and three overlapping max poolings (3×3 windows, stride 2):
+    3@224 -conv 11×11/4, pad 2-> 64@55 -pool-> 64@27 -conv 5×5-> 192@27 -pool-> 192@13 -conv 3×3-> 384@13
+    -conv 3×3-> 256@13 -conv 3×3-> 256@13 -pool-> 256@6×6"""
+    return [nn.Conv2D(64, 11, stride=4, padding=2, activation="relu", weight_init=init), nn.MaxPool2D(3, stride=2),
+            nn.Conv2D(192, 5, padding=2, activation="relu", weight_init=init), nn.MaxPool2D(3, stride=2),
+            nn.Conv2D(384, 3, padding=1, activation="relu", weight_init=init),
+            nn.Conv2D(256, 3, padding=1, activation="relu", weight_init=init),
+            nn.Conv2D(256, 3, padding=1, activation="relu", weight_init=init), nn.MaxPool2D(3, stride=2)]
+
+
+def alexnet(classes=1000, init="glorot_uniform"):
+    """The features, then dropout and two dense layers of 4,096 ReLU units, and the classifier. (torchvision also
+    puts an adaptive average pooling to 6×6 before the dense layers; at 224×224 the maps are already 6×6.)"""
+    return nn.Sequential(alexnet_features(init) + [
+        nn.Flatten(), nn.Dropout(0.5), nn.Dense(4096, activation="relu", weight_init=init),
+        nn.Dropout(0.5), nn.Dense(4096, activation="relu", weight_init=init),
+        nn.Dense(classes, weight_init=init)], name="alexnet")
+
+
+TORCHVISION_ALEXNET_PARAMS = 61_100_840           # sum(p.numel() for p in torchvision.models.alexnet().parameters())
+full_alexnet = alexnet(init="zeros")              # only counted, never run: zeros are made at once, 61 million
+full_alexnet.build((3, 224, 224))                 # random numbers take a second (its variables: 244 MB of float32)
+full_alexnet.summary()
+dense_params = sum(layer.count_params() for layer in full_alexnet.walk() if isinstance(layer, nn.Dense))
+print(f"AlexNet: {full_alexnet.count_params():,} parameters here, {TORCHVISION_ALEXNET_PARAMS:,} in torchvision; "
+      f"{full_alexnet.flops / 1e9:.2f} GFLOP per 224×224 image; the three dense layers hold "
+      f"{dense_params / full_alexnet.count_params():.1%} of the parameters")
+alexnet_full = dict(params=full_alexnet.count_params(), flops=full_alexnet.flops)
+del full_alexnet                                  # its 61 million weights are not needed any more
+
+
+# %% The five networks, each a classifier of 28×28 digits into 10 classes
+def small_alexnet():
+    """AlexNet's recipe at MNIST's size: a larger first kernel (5×5), overlapping 3×3/2 max pooling, five ReLU
+    convolutions, dropout and two dense layers. 1@28 -> 16@28 -pool-> 16@13 -> 32@13 -pool-> 32@6 -> 48@6 -> 32@6
+    -> 32@6 -pool-> 32@2×2 -> 128 -> 128 -> 10"""
+    return nn.Sequential([
+        nn.Conv2D(16, 5, padding=2, activation="relu"), nn.MaxPool2D(3, stride=2),
+        nn.Conv2D(32, 5, padding=2, activation="relu"), nn.MaxPool2D(3, stride=2),
+        nn.Conv2D(48, 3, padding=1, activation="relu"),
+        nn.Conv2D(32, 3, padding=1, activation="relu"),
+        nn.Conv2D(32, 3, padding=1, activation="relu"), nn.MaxPool2D(3, stride=2),
+        nn.Flatten(), nn.Dropout(0.5), nn.Dense(128, activation="relu"),
+        nn.Dropout(0.5), nn.Dense(128, activation="relu"), nn.Dense(10)], name="alexnet_small")
+
+
 def vgg():
     return nn.Sequential([
         nn.Conv2D(16, 3, padding=1, activation="relu"), nn.Conv2D(16, 3, padding=1, activation="relu"),
@@ -160,7 +217,8 @@ def mobilenet_v2():
         nn.GlobalAvgPool2D(), nn.Dense(10)], name="mobilenet_v2")
 
 
-ARCHITECTURES = {"VGG": vgg, "Inception": inception, "ResNet": resnet, "MobileNetV2": mobilenet_v2}
+ARCHITECTURES = {"AlexNet": small_alexnet, "VGG": vgg, "Inception": inception, "ResNet": resnet,
+                 "MobileNetV2": mobilenet_v2}
 
 # %% Summaries: every layer's output shape, parameters (with the formula) and FLOPs per sample
 networks = {}
@@ -190,17 +248,17 @@ print(f"why MobileNet goes depthwise: a 3x3 conv {c}->{c} has 9*{c}^2 = {9 * c *
 
 figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
 names = list(networks)
-colors = ["tab:gray", "tab:purple", "tab:green", "tab:orange"]
+colors = ["tab:brown", "tab:gray", "tab:purple", "tab:green", "tab:orange"]
 for ax, title, values in ((left, "parameters", [networks[n].count_params() for n in names]),
                           (right, "FLOPs per 28×28 sample (forward)", [networks[n].flops for n in names])):
     ax.bar(names, values, color=colors)
     ax.set_ylim(0, 1.15 * max(values))
-    ax.set_title(title)
+    ax.set(title=title, xlabel="network", ylabel=title.split(" (")[0])
     for i, v in enumerate(values):
         ax.text(i, v + 0.02 * max(values), f"{v:,}", ha="center", fontsize=9)
 lesson.save(figure, "cost")
 
-# %% Train: the small ResNet (or, with --train-all, all four) on 4,000 MNIST digits
+# %% Train: the small AlexNet and ResNet (or, with --train-all, all five) on 4,000 MNIST digits
 (x_train, y_train), (x_test, y_test) = load_mnist_5k(test_size=0.2, seed=0)
 if args.quick:
     x_train, y_train, x_test, y_test = x_train[:256], y_train[:256], x_test[:200], y_test[:200]
@@ -217,7 +275,7 @@ class BatchLosses(train.Callback):
         self.losses.append(logs["loss"])
 
 
-to_train = list(networks) if args.train_all else ["ResNet"]
+to_train = list(networks) if args.train_all else ["AlexNet", "ResNet"]
 trained = {}
 for name in to_train:
     model = networks[name]
@@ -241,7 +299,7 @@ for name, r in trained.items():
     right.plot(r["history"].epochs, r["history"]["val_accuracy"], marker=".", label=name)
 left.set_yscale("log")
 left.set_xlabel("step (batch of 32)")
-left.set_ylabel("training loss (running mean)")
+left.set_ylabel("training loss (running mean, log scale)")
 left.legend()
 right.set_xlabel("epoch")
 right.set_ylabel("test accuracy")
@@ -249,7 +307,85 @@ right.legend()
 figure.suptitle("training on 4,000 MNIST digits" if not args.quick else "training (quick run)")
 lesson.save(figure, "training")
 
+# %% Why ResNet trains: 20 layers, plain versus residual
+# In a plain stack the gradient reaching layer l is a product of one Jacobian per layer above it, so its size
+# changes by a factor per layer and compounds over depth. With y = relu(F(x) + x) each block's Jacobian is, up to the
+# ReLU after the sum, I + ∂F/∂x: the identity carries the gradient through every block, whatever F does.
+class TwoConvBlock(nn.Model):
+    """Two 3×3 ConvBN layers: relu(BN(conv(relu(BN(conv(x)))))) — plus x before the last ReLU when skip=True.
+    The same layers either way; only the addition differs."""
+
+    def __init__(self, filters, skip, name=None):
+        super().__init__(name=name)
+        self.conv1 = ConvBN(filters, 3)
+        self.conv2 = ConvBN(filters, 3, activation=None)
+        self.skip = skip
+
+    def call(self, x, training):
+        y = self.conv2(self.conv1(x, training), training)
+        return gn.relu(y + x if self.skip else y, name="add_relu" if self.skip else "relu")
+
+
+def deep_cnn(skip, blocks=9, width=16):
+    """2·blocks + 2 layers with weights (20 for 9 blocks): a stem convolution (16 × 14×14, then pooled to 7×7),
+    the blocks of 2 convolutions, and the dense classifier after global average pooling."""
+    depth = 2 * blocks + 2
+    return nn.Sequential([ConvBN(width, 3, stride=2, name="stem"), nn.MaxPool2D(2)]
+                         + [TwoConvBlock(width, skip, name=f"block{i + 1}") for i in range(blocks)]
+                         + [nn.GlobalAvgPool2D(), nn.Dense(10)], name=f"resnet{depth}" if skip else f"plain{depth}")
+
+
+def gradient_norms(model, x, y):
+    """‖∂loss/∂W‖ for every convolution's weights W, in order from the input, at the model's current weights:
+    one forward and backward pass on (x, y) in training mode, nothing updated."""
+    convs = [layer for layer in model.walk() if isinstance(layer, nn.Conv2D)]
+    with model.graph:
+        labels = gn.placeholder((None,), dtype="int64", name="labels")
+        loss = gn.softmax_cross_entropy(model(model.input, training=True), labels)
+        grads = gn.gradients(loss, [layer.weight for layer in convs])
+    return [float(np.linalg.norm(g)) for g in gn.compile(grads, device=args.device).run({model.input: x, labels: y})]
+
+
+depth_epochs = 1 if args.quick else args.depth_epochs
+n_depth = min(2000, len(x_train))
+deep = {}
+for skip in (False, True):
+    model = deep_cnn(skip)
+    model.build((1, 28, 28))
+    norms = gradient_norms(model, x_train[:256], y_train[:256])          # at initialisation
+    recorder = BatchLosses()
+    trainer = train.Trainer(model, optim.Adam(2e-3), device=args.device, seed=0)
+    started = time.perf_counter()
+    history = trainer.fit(x_train[:n_depth], y_train[:n_depth], epochs=depth_epochs, batch_size=32,
+                          validation_data=(x_test, y_test), callbacks=[recorder])
+    deep[model.name] = dict(norms=norms, losses=recorder.losses, history=history,
+                            seconds=time.perf_counter() - started,
+                            accuracy=trainer.evaluate(x_test, y_test)["accuracy"])
+    blocks = norms[1:]                    # the blocks' convolutions (the stem's filters see 1 channel, not 16)
+    deep[model.name]["spread"] = max(blocks) / min(blocks)
+    n_layers = sum(isinstance(layer, (nn.Conv2D, nn.Dense)) for layer in model.walk())
+    print(f"{model.name}: {model.count_params():,} parameters, {n_layers} layers with weights; gradient norms of the "
+          f"blocks at initialisation from {max(blocks):.3f} to {min(blocks):.3f} "
+          f"({deep[model.name]['spread']:.1f}x apart); final training loss {history['loss'][-1]:.3f}, "
+          f"test accuracy {deep[model.name]['accuracy']:.3f} ({deep[model.name]['seconds']:.0f} s)")
+
+figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+for (name, r), colour in zip(deep.items(), ("tab:red", "tab:green")):
+    losses = np.asarray(r["losses"])
+    width = max(1, min(20, len(losses) // 4))
+    left.plot(np.convolve(losses, np.ones(width) / width, mode="valid"), color=colour, label=name)
+    right.plot(range(1, len(r["norms"]) + 1), r["norms"], "o-", color=colour, label=name)
+left.set(yscale="log", xlabel="step (batch of 32)", ylabel="training loss (running mean, log scale)",
+         title=f"20 layers on {n_depth} MNIST digits")
+right.set(yscale="log", xlabel="convolution (1 = nearest the input)", ylabel="‖∂loss/∂W‖ (log scale)",
+          title="gradient norm per layer at initialisation")
+left.legend()
+right.legend()
+lesson.save(figure, "plain_vs_residual")
+
 # %% The result
+print(f"\nAlexNet at 224×224: {alexnet_full['params']:,} parameters (torchvision: {TORCHVISION_ALEXNET_PARAMS:,}), "
+      f"{alexnet_full['flops'] / 1e9:.2f} GFLOP per image")
 if len(trained) > 1:
     print(f"\n{'network':<12} {'params':>9} {'FLOPs/sample':>13} {'test acc':>8} {'seconds':>8}")
     for name, r in trained.items():
@@ -260,4 +396,53 @@ tail = max(1, min(10, len(losses) // 3))
 lesson.finish(losses[0], float(np.mean(losses[-tail:])),
               f"ResNet ({networks['ResNet'].count_params():,} params, {networks['ResNet'].flops / 1e6:.1f} MFLOP) "
               f"test accuracy {trained['ResNet']['accuracy']:.3f}"
-              + "".join(f"; {n} {r['accuracy']:.3f}" for n, r in trained.items() if n != "ResNet"))
+              + "".join(f"; {n} {r['accuracy']:.3f}" for n, r in trained.items() if n != "ResNet")
+              + f"; AlexNet at 224x224 {alexnet_full['params']:,} params"
+              + "; 20 layers, final training loss " + ", ".join(f"{n} {r['history']['loss'][-1]:.3f}"
+                                                                for n, r in deep.items())
+              + " (gradient norms at initialisation " + " vs ".join(f"{r['spread']:.1f}x" for r in deep.values())
+              + " apart)")
+
+# %% Exercise checkers: call them with your answers, e.g. check_exercise_1(12345)
+def check_exercise_1(answer):
+    """Exercise 1: the parameters of AlexNet's first layer, 64 filters of 11×11 on RGB input, with biases."""
+    from graphnet import nn
+    first = nn.Sequential([nn.Conv2D(64, 11, stride=4, padding=2)])
+    first.build((3, 224, 224))
+    if answer == first.count_params():
+        print(f"right: K·(C·R·S + 1) = 64·(3·11·11 + 1) = {first.count_params():,}")
+        return True
+    print(f"not yet ({answer}): each of the K filters has C·R·S weights and one bias")
+    return False
+
+
+def check_exercise_2(answer):
+    """Exercise 2: the number of inputs of AlexNet's first dense layer on 256×256 images (no adaptive pooling)."""
+    from graphnet import nn
+    features = nn.Sequential([
+        nn.Conv2D(64, 11, stride=4, padding=2), nn.MaxPool2D(3, stride=2), nn.Conv2D(192, 5, padding=2),
+        nn.MaxPool2D(3, stride=2), nn.Conv2D(384, 3, padding=1), nn.Conv2D(256, 3, padding=1),
+        nn.Conv2D(256, 3, padding=1), nn.MaxPool2D(3, stride=2), nn.Flatten()])
+    features.build((3, 256, 256))
+    if answer == features.output.shape[1]:
+        print(f"right: 256 -> 63 -> 31 -> 31 -> 15 -> 15 -> 15 -> 15 -> 7, and 256·7·7 = "
+              f"{features.output.shape[1]:,}")
+        return True
+    print(f"not yet ({answer}): follow floor((W − F + 2P)/S) + 1 through all eight layers, then multiply by the "
+          "256 channels")
+    return False
+
+
+# %% [markdown]
+# # Exercises
+#
+# 1. AlexNet's first layer has 64 filters of 11×11 over the 3 colour channels, each with a bias. How many
+#    parameters is that? Work it out, then check: `check_exercise_1(answer)`. Compare with the dense layer after
+#    the convolutions in the summary above: which kind of layer holds AlexNet's weights?
+# 2. Feed AlexNet 256×256 images instead of 224×224 (and leave out torchvision's adaptive pooling, as this
+#    lesson's AlexNet does). Follow the output size floor((W − F + 2P)/S) + 1 through the five convolutions and
+#    three poolings: how many numbers does `Flatten` hand to the first dense layer (224×224 gives 256·6·6 =
+#    9,216)? Check: `check_exercise_2(answer)`.
+# 3. Make the plain and residual networks deeper: `deep_cnn(skip, blocks=19)` has 40 layers. Train both as the
+#    lesson does and compare the final training losses and the gradient norms per layer with the 20-layer ones.
+#    Does the gap between plain and residual grow with depth?

@@ -41,6 +41,10 @@ for digit, ax in enumerate(axes.flat):
     for signal in x_train[y_train == digit][:4]:
         ax.plot(signal[0, 0], lw=1)
     ax.set_title(f"digit {digit}")
+for ax in axes[1]:
+    ax.set_xlabel("position (0..39)")
+for ax in axes[:, 0]:
+    ax.set_ylabel("signal value")
 figure.suptitle("MNIST-1D: four training signals of each class (a digit can sit anywhere)")
 lesson.save(figure, "signals")
 
@@ -128,3 +132,49 @@ tail = max(1, min(10, len(losses) // 3))
 lesson.finish(losses[0], float(np.mean(losses[-tail:])),
               " ".join(f"{n} {results[n]['accuracy']:.3f}" for n in names)
               + f" (test accuracy; paper: logistic 0.32 mlp 0.68 cnn 0.94)")
+
+# %% Exercise checkers: call them with your answers, e.g. check_exercise_1(100)
+def check_exercise_1(answer):
+    """Exercise 1: the number of features the CNN's Flatten hands its dense layer for signals of length 100."""
+    from graphnet import nn
+    model = nn.Sequential([nn.Conv2D(25, (1, 5), stride=(1, 2), padding=(0, 1)),
+                           nn.Conv2D(25, (1, 3), stride=(1, 2), padding=(0, 1)),
+                           nn.Conv2D(25, (1, 3), stride=(1, 2), padding=(0, 1)), nn.Flatten()])
+    model.build((1, 1, 100))
+    if answer == model.output.shape[1]:
+        print(f"right: 100 -> 49 -> 25 -> 13 points, 25 channels: {model.output.shape[1]} features")
+        return True
+    print(f"not yet ({answer}): L' = floor((L + 2P − K)/S) + 1 three times, then times the 25 channels")
+    return False
+
+
+def check_exercise_2(answer):
+    """Exercise 2: how many of the 64 input points one output of the third conv layer sees (its receptive field),
+    measured: the gradient of that output with respect to the input is non-zero exactly there."""
+    import numpy as np
+    import graphnet as gn
+    with gn.Graph():
+        x = gn.variable(np.ones((1, 1, 1, 64)), name="x")
+        h = x
+        for k in (5, 3, 3):                       # the CNN's kernels; ones, so that no path cancels
+            h = gn.conv2d(h, gn.constant(np.ones((1, 1, 1, k))), stride=(1, 2), padding=(0, 1))
+        (d_x,) = gn.gradients(gn.sum(h[:, :, :, 3:4]), [x])     # output 3 of 8: away from the padded edges
+    seen = int(np.count_nonzero(gn.compile(d_x, device="reference").run({})))
+    if answer == seen:
+        print(f"right: r = 5, then 5 + (3 − 1)·2 = 9, then 9 + (3 − 1)·4 = {seen} points")
+        return True
+    print(f"not yet ({answer}): each layer adds (K − 1) times the product of the strides before it")
+    return False
+
+# %% [markdown]
+# # Exercises
+#
+# 1. Feed the CNN signals of length 100 instead of 40. How many features does its `Flatten` hand the dense layer
+#    (at length 40: 25 channels · 5 points = 125)? Use L' = floor((L + 2P − K)/S) + 1 for each conv layer, then
+#    check: `check_exercise_1(answer)`.
+# 2. One output of the third conv layer depends on a window of the input signal: its receptive field. Each layer
+#    widens it by (K − 1) times the product of the strides of the layers before it. How many input points does it
+#    span? Check: `check_exercise_2(answer)` — the checker measures it with `gn.gradients`.
+# 3. Shuffle the 40 positions of every signal with one fixed permutation (`perm = np.random.default_rng(0)
+#    .permutation(40)`, then `x[..., perm]` for the training and the test set) and train the three models again.
+#    Which model does not care, and which one loses most? Why?

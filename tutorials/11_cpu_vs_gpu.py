@@ -104,3 +104,46 @@ cpu, ref = per_epoch[("cpu", 32)], per_epoch[("reference", 32)]
 gpu = (f"cuda {per_epoch[('cuda', 32)]:.3f} s/epoch" if "cuda" in devices else "no GPU here")
 lesson.finish(*losses_of_cpu, f"batch 32: cpu {cpu:.3f} s/epoch, reference {ref:.3f} s/epoch "
                               f"({ref / cpu:.1f}x slower), {gpu}")
+
+# %% Exercise checkers: call them with your answers, e.g. check_exercise_1(100, 10)
+def check_exercise_1(steps_at_32, steps_at_256):
+    """Exercise 1: training steps (mini-batches) in one epoch of 4,000 images at batch sizes 32 and 256."""
+    import numpy as np
+    from graphnet.data import DataLoader
+    images = np.zeros((4000, 1), dtype=np.float32)
+    right = tuple(len(DataLoader(images, None, batch_size=b, fold_single=True)) for b in (32, 256))
+    if (steps_at_32, steps_at_256) == right:
+        print(f"right: ⌈4000 / 32⌉ = {right[0]} and ⌈4000 / 256⌉ = {right[1]} steps")
+        return True
+    print(f"not yet ({steps_at_32}, {steps_at_256}): a last, smaller batch is a step too")
+    return False
+
+
+def check_exercise_2(gflop_per_epoch):
+    """Exercise 2: about how many GFLOP one training epoch of LeNet-5 on 4,000 images costs, taking a training step
+    as 3 times the forward pass (forward, then two products per layer backward). Within 10 % is right."""
+    from graphnet import nn
+    model = nn.Sequential([
+        nn.Conv2D(6, 5, padding=2, activation="relu"), nn.MaxPool2D(2),
+        nn.Conv2D(16, 5, activation="relu"), nn.MaxPool2D(2), nn.Flatten(),
+        nn.Dense(120, activation="relu"), nn.Dense(84, activation="relu"), nn.Dense(10)])
+    model.build((1, 28, 28))
+    right = 3 * model.flops * 4000 / 1e9
+    if abs(gflop_per_epoch - right) <= 0.1 * right:
+        print(f"right: 3 · {model.flops:,} FLOPs · 4,000 images ≈ {right:.1f} GFLOP per epoch")
+        return True
+    print(f"not yet ({gflop_per_epoch}): the summary gives the forward FLOPs per image; times 3, times 4,000")
+    return False
+
+# %% [markdown]
+# # Exercises
+#
+# 1. How many training steps (mini-batches) does one epoch of the 4,000 images take at batch size 32, and at 256?
+#    Check: `check_exercise_1(steps_at_32, steps_at_256)`. Each step costs a fixed overhead on top of its
+#    arithmetic — more so on a GPU, where each kernel launch costs microseconds: which batch size suits a GPU?
+# 2. `model.summary()` (or `model.flops`) gives LeNet-5's forward FLOPs per image. Counting a training step as
+#    three forward passes, about how many GFLOP does one epoch of 4,000 images cost? Check:
+#    `check_exercise_2(gflop)`. Divide by the seconds per epoch in the table above: how many GFLOP/s did each
+#    device reach, and how far is that from your CPU's peak?
+# 3. Add a batch size of 1024 to `batch_sizes` and run again (with `--device auto` on a machine with an NVIDIA
+#    GPU, the GPU is timed too). Where does a larger batch stop paying off?

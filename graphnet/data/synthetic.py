@@ -121,3 +121,71 @@ def blobs(n=300, centers=3, std=1.0, seed=0):
     y = rng.permutation(np.arange(n) % centers).astype(np.int64)
     x = means[y] + std * rng.standard_normal((n, 2))
     return x.astype(np.float32), y
+
+
+# --------------------------------------------------------------------------------------------- colour and shape
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)        # ITU-R BT.601: grey = 0.299·R + 0.587·G + 0.114·B (as PIL's "L")
+COLOUR_SHAPE_COLOURS = {"red": (0.9, 0.25, 0.25), "green": (0.2, 0.6, 0.2), "blue": (0.2, 0.3, 0.8)}
+COLOUR_SHAPE_SHAPES = ("disc", "square", "triangle")
+COLOUR_SHAPE_CLASSES = tuple(f"{colour} {shape}" for colour in COLOUR_SHAPE_COLOURS for shape in COLOUR_SHAPE_SHAPES)
+OBJECT_LUMA, BACKGROUND_LUMA = 0.4, 0.1
+
+
+def _shape_mask(shape, rows, cols, centre, radius, angle):
+    """Pixels inside a disc, square or triangle about `centre`, turned by `angle`, all three of area ≈ 2·radius²
+    (a disc of radius 0.8·radius, a square of circumradius `radius`, a triangle of circumradius 1.24·radius)."""
+    dy, dx = rows - centre[0], cols - centre[1]
+    if shape == "disc":
+        return np.hypot(dy, dx) < radius * 0.8                 # about the area of the square and the triangle
+    u = np.cos(angle) * dx + np.sin(angle) * dy                 # coordinates in the shape's own frame
+    v = -np.sin(angle) * dx + np.cos(angle) * dy
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) < radius / np.sqrt(2)
+    inside = np.ones_like(u, dtype=bool)                        # triangle: three half-planes
+    for k in range(3):
+        a = angle + 2 * np.pi * k / 3
+        inside &= np.cos(a) * dx + np.sin(a) * dy < 1.24 * radius / 2    # its inradius: half the circumradius
+    return inside
+
+
+def colour_shape_images(n, size=32, noise=0.08, seed=0):
+    """n colour images (n, 3, size, size) float32 in [0, 1] and int64 labels 0..8 (`COLOUR_SHAPE_CLASSES`): a red,
+    green or blue disc, square or triangle, label = 3 · colour + shape, on a dark grey background.
+
+    Both colour and shape decide the class, so neither alone is enough:
+      * colour alone: each colour comes in all three shapes (and the sizes vary, so the amount of colour in an
+        image does not give the shape away);
+      * shape alone: the three colours have the same brightness (luma 0.299·R + 0.587·G + 0.114·B = 0.4; each
+        image's colour is jittered and shifted back to that luma), so the grayscale images of a red square and a
+        blue square are drawn from the same distribution: a grayscale model can tell at most the shape, 3 of the
+        9 classes, and no better than 1/3 of the images on average.
+    Each shape has a random place, size (`radius` 5 to 10 pixels at size 32) and rotation, and the three shapes have
+    the same area on average; every pixel gets Gaussian noise of standard deviation `noise` in each channel, then
+    is clipped to [0, 1]."""
+    _check("colour_shape_images", n, noise=noise)
+    if not isinstance(size, (int, np.integer)) or size < 16:
+        raise DatasetError(f"colour_shape_images: size must be an int of at least 16, got {size!r}")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(COLOUR_SHAPE_CLASSES), size=n)
+    luma = np.asarray(LUMA_WEIGHTS)
+    colours = np.asarray(list(COLOUR_SHAPE_COLOURS.values()))
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    scale = size / 32
+    images = np.empty((n, 3, size, size), dtype=np.float64)
+    for i, label in enumerate(labels):
+        colour_index, shape_index = divmod(int(label), len(COLOUR_SHAPE_SHAPES))
+        colour = colours[colour_index] + rng.uniform(-0.05, 0.05, size=3)
+        colour += OBJECT_LUMA - luma @ colour                   # the weights sum to 1: this sets the luma exactly
+        radius = rng.uniform(5, 10) * scale
+        centre = rng.uniform(radius * 0.8, size - 1 - radius * 0.8, size=2)
+        mask = _shape_mask(COLOUR_SHAPE_SHAPES[shape_index], rows, cols, centre, radius, rng.uniform(0, 2 * np.pi))
+        images[i] = BACKGROUND_LUMA
+        images[i][:, mask] = colour[:, None]
+    images += rng.normal(0, noise, size=images.shape)
+    return np.clip(images, 0, 1).astype(np.float32), labels.astype(np.int64)
+
+
+def to_grayscale(images):
+    """(N, 3, H, W) colour images -> (N, 1, H, W) grey ones: 0.299·R + 0.587·G + 0.114·B (ITU-R BT.601 luma)."""
+    weights = np.asarray(LUMA_WEIGHTS, dtype=images.dtype).reshape(1, 3, 1, 1)
+    return (images * weights).sum(axis=1, keepdims=True)

@@ -1,0 +1,83 @@
+"""The exercises at the end of lessons 05a, 09, 10 and 11: each lesson ends with an Exercises markdown cell of three
+exercises, and every checker it offers says right to the right answer and "not yet" to a wrong one.
+
+A checker is a function check_exercise_<k>(answer...) of the lesson, self-contained (it imports what it uses and
+computes the right answer with graphnet, never from a global of the lesson), so the tests take it out of the source
+and call it without running the lesson's training.
+"""
+import ast
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TUTORIALS = ROOT / "tutorials"
+
+
+def checkers(stem):
+    """{name: function} for every check_exercise_* defined in tutorials/<stem>.py, compiled without the rest."""
+    tree = ast.parse((TUTORIALS / f"{stem}.py").read_text())
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+                 and node.name.startswith("check_exercise_")]
+    namespace = {}
+    exec(compile(ast.Module(body=functions, type_ignores=[]), f"{stem}.py", "exec"), namespace)
+    return {node.name: namespace[node.name] for node in functions}
+
+
+def last_cell(stem):
+    """The lesson's last cell, which must be markdown, without its comment marks."""
+    last = (TUTORIALS / f"{stem}.py").read_text().rsplit("# %%", 1)[1]
+    assert last.startswith(" [markdown]\n"), f"{stem}: the last cell is not a markdown cell"
+    return "\n".join(re.sub(r"^# ?", "", line) for line in last.splitlines()[1:])
+
+
+GREY_CONFUSION = np.array([[5, 9, 0],           # a confusion matrix: 0 and 1 mixed up 9 + 7 = 16 times
+                           [7, 4, 1],
+                           [2, 0, 8]])
+
+# (lesson, checker, arguments of a right answer, arguments of a wrong one)
+CASES = [
+    ("05a_colour_images_cifar", "check_exercise_1", (448, 160), (432, 144)),          # forgot the biases
+    ("05a_colour_images_cifar", "check_exercise_2", ((0, 1), GREY_CONFUSION), ((0, 2), GREY_CONFUSION)),
+    ("05a_colour_images_cifar", "check_exercise_2", ((1, 0), GREY_CONFUSION), ((1, 1), GREY_CONFUSION)),
+    ("09_famous_architectures", "check_exercise_1", (23_296,), (23_232,)),
+    ("09_famous_architectures", "check_exercise_2", (12_544,), (9_216,)),
+    ("10_mnist1d", "check_exercise_1", (325,), (250,)),
+    ("10_mnist1d", "check_exercise_2", (17,), (11,)),
+    ("11_cpu_vs_gpu", "check_exercise_1", (125, 16), (125, 15)),
+    ("11_cpu_vs_gpu", "check_exercise_2", (10.2,), (3.4,)),        # 3 · 852,370 FLOPs · 4,000 = 10.2 GFLOP; not 1 ·
+]
+LESSONS = sorted({case[0] for case in CASES})
+
+
+@pytest.mark.parametrize("stem, name, right, wrong", CASES, ids=[f"{c[0][:3]}-{c[1][-1]}" for c in CASES])
+def test_a_checker_says_right_to_the_right_answer_and_not_yet_to_a_wrong_one(stem, name, right, wrong, capsys):
+    check = checkers(stem)[name]
+    assert check(*right) is True
+    assert capsys.readouterr().out.startswith("right")
+    assert check(*wrong) is False
+    assert capsys.readouterr().out.startswith("not yet")
+
+
+def test_the_gflop_checker_takes_lenet5s_forward_flops_from_graphnet():
+    """The right answer of lesson 11's exercise 2 is 3 · model.flops · 4000, whatever the FLOP count's convention."""
+    from graphnet import nn
+    model = nn.Sequential([
+        nn.Conv2D(6, 5, padding=2, activation="relu"), nn.MaxPool2D(2), nn.Conv2D(16, 5, activation="relu"),
+        nn.MaxPool2D(2), nn.Flatten(), nn.Dense(120, activation="relu"), nn.Dense(84, activation="relu"),
+        nn.Dense(10)])
+    model.build((1, 28, 28))
+    check = checkers("11_cpu_vs_gpu")["check_exercise_2"]
+    exact = 3 * model.flops * 4000 / 1e9
+    assert check(exact * 1.08) and not check(exact * 1.2)
+
+
+@pytest.mark.parametrize("stem", LESSONS)
+def test_each_lesson_ends_with_three_exercises_that_name_its_checkers(stem):
+    text = last_cell(stem)
+    assert text.lstrip().startswith("# Exercises")
+    assert re.findall(r"^(\d)\. ", text, flags=re.M) == ["1", "2", "3"]
+    for name in checkers(stem):
+        assert f"`{name}(" in text, f"{stem}: the exercises do not say how to call {name}"
