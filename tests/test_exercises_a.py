@@ -3,23 +3,11 @@
 A lesson's checkers are the functions `check_exercise_N` of its "Exercises" cell; each imports what it needs, so
 they are loaded here from the lesson's source alone (its imports and those functions), without running the lesson.
 """
-import ast
-import pathlib
 
 import numpy as np
 import pytest
 
-TUTORIALS = pathlib.Path(__file__).resolve().parent.parent / "tutorials"
-
-
-def checkers(lesson):
-    """{name: function} of the lesson's check_exercise_* functions, defined without running the rest of it."""
-    tree = ast.parse((TUTORIALS / lesson).read_text())
-    kept = [node for node in tree.body
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("check_exercise_")]
-    namespace = {}
-    exec(compile(ast.Module(body=kept, type_ignores=[]), lesson, "exec"), namespace)
-    return {node.name: namespace[node.name] for node in kept}
+from lesson_source import TUTORIALS, checkers
 
 
 def tanh_backward(d_h, h):

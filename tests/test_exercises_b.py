@@ -5,34 +5,17 @@ A checker is a function check_exercise_<k>(answer...) of the lesson, self-contai
 from the exercise's numbers and imports what it needs), so the tests take it out of the source and call it without
 running the lesson's training — as tests/test_exercises_a.py does for lessons 00–04.
 """
-import ast
-import math
-import pathlib
 import re
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TUTORIALS = ROOT / "tutorials"
-
-
-def checkers(stem):
-    """{name: function} for every check_exercise_* defined in tutorials/<stem>.py, compiled without the rest."""
-    tree = ast.parse((TUTORIALS / f"{stem}.py").read_text())
-    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)
-                 and node.name.startswith("check_exercise_")]
-    namespace = {"math": math}
-    exec(compile(ast.Module(body=functions, type_ignores=[]), f"{stem}.py", "exec"), namespace)
-    return {node.name: namespace[node.name] for node in functions}
+from lesson_source import checkers, last_cell, lesson_path
 
 
 def exercises_cell(stem):
     """The text of the lesson's last cell, which must be a markdown cell after an "Exercises" cell."""
-    source = (TUTORIALS / f"{stem}.py").read_text()
-    assert "\n# %% Exercises\n" in source, f"{stem}: no Exercises cell"
-    last = source.rsplit("# %%", 1)[1]
-    assert last.startswith(" [markdown]\n"), f"{stem}: the last cell is not a markdown cell"
-    return "\n".join(re.sub(r"^# ?", "", line) for line in last.splitlines()[1:])
+    assert "\n# %% Exercises\n" in lesson_path(stem).read_text(), f"{stem}: no Exercises cell"
+    return last_cell(stem)
 
 
 # (lesson, checker, arguments of a right answer, arguments of a wrong one)

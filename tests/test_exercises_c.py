@@ -5,32 +5,12 @@ A checker is a function check_exercise_<k>(answer...) of the lesson, self-contai
 computes the right answer with graphnet, never from a global of the lesson), so the tests take it out of the source
 and call it without running the lesson's training.
 """
-import ast
-import pathlib
 import re
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TUTORIALS = ROOT / "tutorials"
-
-
-def checkers(stem):
-    """{name: function} for every check_exercise_* defined in tutorials/<stem>.py, compiled without the rest."""
-    tree = ast.parse((TUTORIALS / f"{stem}.py").read_text())
-    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)
-                 and node.name.startswith("check_exercise_")]
-    namespace = {}
-    exec(compile(ast.Module(body=functions, type_ignores=[]), f"{stem}.py", "exec"), namespace)
-    return {node.name: namespace[node.name] for node in functions}
-
-
-def last_cell(stem):
-    """The lesson's last cell, which must be markdown, without its comment marks."""
-    last = (TUTORIALS / f"{stem}.py").read_text().rsplit("# %%", 1)[1]
-    assert last.startswith(" [markdown]\n"), f"{stem}: the last cell is not a markdown cell"
-    return "\n".join(re.sub(r"^# ?", "", line) for line in last.splitlines()[1:])
+from lesson_source import checkers, last_cell
 
 
 GREY_CONFUSION = np.array([[5, 9, 0],           # a confusion matrix: 0 and 1 mixed up 9 + 7 = 16 times

@@ -3,24 +3,11 @@
 A lesson's checkers are the functions `check_exercise_N` in its source. They are taken out of the lesson without
 running it (its training takes seconds to minutes): each is compiled from the lesson's syntax tree, alone, with
 NumPy and math as its only globals — so a checker that leaned on the lesson's state would fail here."""
-import ast
-import math
-import pathlib
 
 import numpy as np
 import pytest
 
-TUTORIALS = pathlib.Path(__file__).resolve().parent.parent / "tutorials"
-
-
-def checkers(lesson):
-    """{name: function} of the check_exercise_* functions defined at the top level of tutorials/<lesson>."""
-    path = TUTORIALS / lesson
-    tree = ast.parse(path.read_text(), filename=str(path))
-    chosen = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("check_")]
-    namespace = {"np": np, "math": math}
-    exec(compile(ast.Module(body=chosen, type_ignores=[]), str(path), "exec"), namespace)
-    return {node.name: namespace[node.name] for node in chosen}
+from lesson_source import TUTORIALS, checkers
 
 
 # --- lesson 08: transfer learning from digits 0-4 to 5-9 -------------------------------------------------------
