@@ -32,7 +32,7 @@ def gradients(y, xs):
         grads[y] = constant(_one(y), name=f"d{y.name}")
         for node in reversed(_topological_order(y, on_path)):
             dy = grads.get(node)
-            if dy is None or node.op.name in ("placeholder", "variable", "constant"):
+            if dy is None or node.op.is_source:
                 continue
             input_grads = node.op.gradient(node, dy)
             for inp, g in zip(node.inputs, input_grads):

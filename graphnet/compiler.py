@@ -14,7 +14,6 @@ from .errors import GraphError, user_site
 from .graph import Tensor
 from .program import Program
 
-SOURCES = ("placeholder", "variable", "constant")
 
 
 def compile(fetches, device="cpu", reuse_memory=True, check_numerics=False):
@@ -61,14 +60,14 @@ def schedule_order(nodes, site):
     """The steps (non-source nodes whose value is computed) in an order that respects data dependencies and, for
     each variable, runs its reads before its assignment. Ties go to the node created first, so the schedule
     reads like the code: forward, then backward, then updates."""
-    steps = sorted((n for n in nodes if n.op.name not in SOURCES), key=lambda n: n.id)
+    steps = sorted((n for n in nodes if not n.op.is_source), key=lambda n: n.id)
     step_set = set(steps)
     after = {n: set() for n in steps}           # node -> the nodes that must run before it
     for n in steps:
         after[n].update(i for i in n.inputs if i in step_set)
     assigns = {}
     for n in steps:
-        if n.op.name == "assign":
+        if n.op.writes_variable:
             var = n.inputs[0]
             if var in assigns:
                 raise GraphError(f"compile ({site}): variable '{var.name}' is assigned twice in one program "

@@ -191,9 +191,9 @@ class Picture:
 
     def keep_phases(self, phases):
         """Leave out the ops of other phases, and the sources that only they read."""
-        ops = {n for n in self.nodes if n.op.name not in SOURCE_STYLES and n.phase in phases}
+        ops = {n for n in self.nodes if not n.op.is_source and n.phase in phases}
         read = {i for n in ops for i in n.inputs}
-        self.nodes = [n for n in self.nodes if (n.op.name in SOURCE_STYLES and n in read) or n in ops]
+        self.nodes = [n for n in self.nodes if (n.op.is_source and n in read) or n in ops]
         self.steps = [s if all(n in ops for n in s.nodes) else None for s in self.steps]
         self.index_steps()
 
@@ -219,18 +219,18 @@ class Picture:
                 if source in drawn:
                     digraph.edge(node_id(source), node_id(node), style="dotted", arrowhead="odot",
                                  tooltip=f"{node.name} uses only the shape of {source.name}")
-        digraph.attr(label=legend({n.op.name if n.op.name in SOURCE_STYLES else n.phase for n in self.nodes},
+        digraph.attr(label=legend({n.op.name if n.op.is_source else n.phase for n in self.nodes},
                                   bool(fused)), labelloc="b", labeljust="l")
 
     def node_attrs(self, node):
         shape = format_shape(self.shapes[node])
         tooltip = [f"{node.op.name} '{node.name}' created at {node.site}", f"{shape} {node.dtype}"]
-        if node.op.name in SOURCE_STYLES:
+        if node.op.is_source:
             attrs = dict(SOURCE_STYLES[node.op.name])
-            label = [_text(node.name), f"{shape} {node.dtype}" if node.op.name != "constant" else shape]
-            if node.op.name == "constant" and node.attrs["state"].host.size == 1:
+            label = [_text(node.name), f"{shape} {node.dtype}" if node.op.is_variable or not node.op.is_stored else shape]
+            if node.op.is_stored and not node.op.is_variable and node.attrs["state"].host.size == 1:
                 label = [f"{node.attrs['state'].host.item():.4g}"]
-            if node.op.name == "variable" and not node.attrs["trainable"]:
+            if node.op.is_variable and not node.attrs["trainable"]:
                 attrs["style"] = "filled,dashed"
                 tooltip.append("not trainable")
         else:
@@ -260,7 +260,7 @@ class Picture:
         step = self.step_of.get(node)
         if step is not None and source in step[1].nodes:
             attrs["style"] = "dashed"         # inside a fused kernel: the value never reaches memory
-        if source.op.name == "constant":
+        if source.op.is_stored and not source.op.is_variable:
             attrs["label"] = ""
         return attrs
 

@@ -94,7 +94,7 @@ class Tensor:
         state.write(value.astype(self.dtype, copy=True))
 
     def _state(self, what):
-        if self.op.name not in ("variable", "constant"):
+        if not self.op.is_stored:
             raise GraphError(f"{what}: '{self.name}' is computed by {self.op.name}, not stored; compile a program "
                              "that fetches it and run it to get its value")
         return self.attrs["state"]
@@ -169,7 +169,7 @@ class Graph:
             self._scopes = saved
 
     def variables(self, trainable_only=False):
-        return [n for n in self.nodes if n.op.name == "variable" and (n.attrs["trainable"] or not trainable_only)]
+        return [n for n in self.nodes if n.op.is_variable and (n.attrs["trainable"] or not trainable_only)]
 
     def trainable_variables(self):
         return self.variables(trainable_only=True)
@@ -219,6 +219,7 @@ def name_scope(scope):
 class Placeholder(Op):
     name = "placeholder"
     differentiable = False
+    is_source = is_fed = True
 
     def infer_shape(self, in_shapes, attrs, ref_shapes):
         return attrs["shape"]
@@ -269,6 +270,7 @@ class VariableState:
 class Source(Op):
     """A variable or constant: a node whose value is stored, not computed."""
     differentiable = False
+    is_source = is_stored = True
 
     def infer_shape(self, in_shapes, attrs, ref_shapes):
         return attrs["state"].host.shape
@@ -282,6 +284,7 @@ class Source(Op):
 
 class VariableOp(Source):
     name = "variable"
+    is_variable = True
 
 
 class ConstantOp(Source):

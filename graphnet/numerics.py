@@ -14,18 +14,19 @@ its run counter (dropout's random stream) is wound back. Its fetches are not ret
 import numpy as np
 
 from .errors import NumericsError, note_running
+from .ops.elementwise import Div, Exp, Log, Pow, Sqrt
 
-# Why a NaN or Inf comes out of an op whose inputs were finite, and what to do about it.
+# Why a NaN or Inf comes out of an op whose inputs were finite, and what to do about it (by op class).
 HINTS = {
-    "log": "log(0) = -inf and the log of a negative number is NaN: keep the input positive, e.g. "
-           "gn.log(gn.maximum(x, 1e-12)), or use a loss that takes logits (softmax_cross_entropy, "
-           "binary_cross_entropy_with_logits)",
-    "sqrt": "the square root of a negative number is NaN: keep the input >= 0, e.g. gn.sqrt(gn.maximum(x, 0.0)) "
-            "(and add a small epsilon where its gradient, 1/(2·sqrt(x)), is taken at 0)",
-    "div": "a division by 0 gives ±inf, and 0/0 gives NaN: add a small epsilon to the denominator",
-    "exp": "exp overflows above 88.7 in float32 (709.8 in float64): subtract the maximum first (as softmax does) "
-           "or use log_softmax",
-    "pow": "a negative base to a fractional power is NaN, and 0 to a negative power is inf",
+    Log: "log(0) = -inf and the log of a negative number is NaN: keep the input positive, e.g. "
+         "gn.log(gn.maximum(x, 1e-12)), or use a loss that takes logits (softmax_cross_entropy, "
+         "binary_cross_entropy_with_logits)",
+    Sqrt: "the square root of a negative number is NaN: keep the input >= 0, e.g. gn.sqrt(gn.maximum(x, 0.0)) "
+          "(and add a small epsilon where its gradient, 1/(2·sqrt(x)), is taken at 0)",
+    Div: "a division by 0 gives ±inf, and 0/0 gives NaN: add a small epsilon to the denominator",
+    Exp: "exp overflows above 88.7 in float32 (709.8 in float64): subtract the maximum first (as softmax does) "
+         "or use log_softmax",
+    Pow: "a negative base to a fractional power is NaN, and 0 to a negative power is inf",
 }
 
 
@@ -90,7 +91,7 @@ def _bad_values(value):
 
 def _describe_input(node, array):
     """One input: what it is, where it was made, its shape and dtype, and its range (or its NaN and Inf)."""
-    kind = "placeholder (fed)" if node.op.name == "placeholder" else node.op.name
+    kind = "placeholder (fed)" if node.op.is_fed else node.op.name
     where = f"{kind} '{node.name}' ({node.site}) {tuple(array.shape)} {array.dtype}"
     if array.size == 0:
         return f"{where}: empty"
@@ -106,15 +107,15 @@ def _hint(step, inputs, value, assigns):
     """The likely cause: a bad value that came in from outside the run, a known trap of the op, or an overflow."""
     for node, array in zip(step.inputs, inputs):
         if array.dtype.kind == "f" and not np.isfinite(array).all():
-            if node.op.name == "placeholder":
+            if node.op.is_fed:
                 return f"The NaN/Inf came in with the feed of '{node.name}': check the data fed to it"
             return (f"The NaN/Inf was already in {node.op.name} '{node.name}' before this run (a run without "
                     "check_numerics, or a value assigned from outside, put it there)")
     for n in step.nodes:
-        if n.op.name in HINTS:
-            return f"Hint: {HINTS[n.op.name]}."
+        if type(n.op) in HINTS:
+            return f"Hint: {HINTS[type(n.op)]}."
     for node, array in zip(step.inputs, inputs):
-        if node.op.name == "variable" and array.dtype.kind == "f" and array.size and np.abs(array).max() > 1e15:
+        if node.op.is_variable and array.dtype.kind == "f" and array.size and np.abs(array).max() > 1e15:
             return (f"Hint: the variable '{node.name}' holds values up to {np.abs(array).max():.3g}: a learning "
                     "rate that large, or weights grown that large because training diverged (a learning rate too "
                     "large, exploding gradients); lower the rate, or clip the gradients (e.g. optim.SGD(..., "

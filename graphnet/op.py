@@ -15,6 +15,13 @@ class Op:
     name = None          # the op's name and the name of the kernel each backend registers for it
     differentiable = True
     view_of_input = None  # index of the input whose buffer the output shares (reshape is free), else None
+    # What an op is, declared on its class and read as attributes (never by comparing names):
+    is_source = False        # its value is not computed: a placeholder (fed) or a variable or constant (stored)
+    is_fed = False           # a placeholder: each run copies a feed into it
+    is_stored = False        # a variable or constant: its value lives in storage that outlives a run
+    is_variable = False      # a variable: stored, and written by assignments and optimizers
+    writes_variable = False  # writes its first input, a variable, in place (assign): no buffer of its own
+    uses_rng = False         # draws random numbers from the program's run counter (dropout)
 
     def infer_shape(self, in_shapes, attrs, ref_shapes):
         """Output shape from input shapes. Raise `ShapeRuleViolation` with the formula when the rule is broken."""

@@ -185,7 +185,7 @@ def trainable_variables_of(loss):
         if node in seen:
             continue
         seen.add(node)
-        if node.op.name == "variable":
+        if node.op.is_variable:
             if node.attrs["trainable"]:
                 found.append(node)
         elif node.op.differentiable:
@@ -260,7 +260,7 @@ class Optimizer:
         var_list = _as_list(var_list)
         checked = []
         for v in var_list:
-            if not isinstance(v, Tensor) or v.op.name != "variable":
+            if not isinstance(v, Tensor) or not v.op.is_variable:
                 raise GraphError(f"{self.name}.minimize ({site}): var_list must hold variables, got {v!r}")
             if not v.attrs["trainable"]:
                 raise GraphError(f"{self.name}.minimize ({site}): '{v.name}' is frozen (not trainable): it gets no "

@@ -101,11 +101,11 @@ class Program:
         self.reuse_memory = reuse_memory
         by_id = sorted(nodes, key=lambda n: n.id)
         self.nodes = by_id
-        self.placeholders = [n for n in by_id if n.op.name == "placeholder"]
-        self.stored = [n for n in by_id if n.op.name in ("variable", "constant")]
+        self.placeholders = [n for n in by_id if n.op.is_fed]
+        self.stored = [n for n in by_id if n.op.is_stored]
         # A fetched variable that this program also assigns is fetched as the run's reads of it saw it: before
         # the update (the value after it is the assign node's, or the variable's at the next run).
-        self.assigned = [n.inputs[0] for n in by_id if n.op.name == "assign"]
+        self.assigned = [n.inputs[0] for n in by_id if n.op.writes_variable]
         self.fetched_before_update = [f for f in fetches if f in self.assigned]
         self.check_numerics = bool(check_numerics)     # every run stops at the first NaN or Inf (numerics.py)
         self.rng = RngState()
@@ -198,12 +198,12 @@ class Program:
         if not isinstance(feeds, dict):
             raise FeedError(f"feeds must be a dict {{placeholder: array}}, got {type(feeds).__name__}")
         graph = self.fetches[0].graph
-        by_name = {n.name: n for n in graph.nodes if n.op.name == "placeholder"}
+        by_name = {n.name: n for n in graph.nodes if n.op.is_fed}
         arrays, fed_as = {}, {}
         for key, value in feeds.items():
             node = by_name.get(key) if isinstance(key, str) else key
             what = f"'{key}'" if isinstance(key, str) else repr(key)
-            if not isinstance(node, Tensor) or node.op.name != "placeholder":
+            if not isinstance(node, Tensor) or not node.op.is_fed:
                 raise FeedError(f"cannot feed {what}: only placeholders are fed; this program's are "
                                 f"{', '.join(repr(p.name) for p in self.placeholders) or 'none'}")
             if node.graph is not graph:
@@ -284,7 +284,7 @@ class Program:
                 values[b.key] = backend.view(arena, b.offset, shapes[b.key], b.key.dtype)
         for step in steps:
             node = step.node
-            if node.op.name == "assign":
+            if node.op.writes_variable:
                 values[node] = values[node.inputs[0]]          # the variable's own storage
             elif step.kernel is None:
                 values[node] = backend.reshape(values[node.inputs[step.view_of]], shapes[node])
@@ -313,7 +313,7 @@ class Program:
         in_shapes = [shapes[i] for i in inputs]
         params = first.op.kernel_params([shapes[i] for i in first.inputs], shapes[first], first.attrs,
                                         [shapes[r] for r in first.refs])
-        if getattr(first.op, "uses_rng", False):
+        if first.op.uses_rng:
             params["rng"] = self.rng
         view_of = node.op.view_of([shapes[i] for i in node.inputs], shapes[node]) if len(chain) == 1 else None
         is_view = view_of is not None and self._can_alias(node, view_of)
@@ -384,7 +384,7 @@ class Program:
             if any(position.get(i, -1) >= position[node] for i in others):
                 return None
             chain.append(nxt)
-        for assignment in (n for n in chain if n.op.name == "assign"):
+        for assignment in (n for n in chain if n.op.writes_variable):
             variable = assignment.inputs[0]
             if any(variable in n.inputs and position[n] >= position[node] for n in position if n not in chain):
                 return None
@@ -393,12 +393,12 @@ class Program:
     @staticmethod
     def _can_alias(node, index):
         source = node.inputs[index]
-        return source.op.name not in ("variable", "constant")   # a view of stored state would see it change
+        return not source.op.is_stored          # a view of stored state would see it change
 
     def _concrete_shapes(self, feed_shapes):
         shapes = {}
         for node in self.nodes:
-            if node.op.name == "placeholder":
+            if node.op.is_fed:
                 shapes[node] = tuple(feed_shapes[node])
                 continue
             try:
@@ -443,7 +443,7 @@ class Program:
             buffers[p] = Buffer(p, numel(shapes[p]) * p.dtype.itemsize, -1, -1)
         for index, step in enumerate(steps):
             node = step.node
-            if step.kernel is not None and node.op.name != "assign":
+            if step.kernel is not None and not node.op.writes_variable:
                 buffers[node] = Buffer(node, numel(shapes[node]) * node.dtype.itemsize, index, index)
             for i in step.inputs:
                 owner = root.get(i, i)

@@ -43,6 +43,7 @@ from .compiler import compile as compile_program
 from .data.loader import DataLoader
 from .errors import FeedError, GraphError
 from .graph import Graph, format_shape, placeholder
+from .ops.activations import Sigmoid, Softmax
 from .messages import logger, warn
 from .nn.model import call_with_layout_hint, channels_last_hint
 from .nn.normalization import BatchNorm
@@ -71,7 +72,7 @@ METRICS = {"accuracy": _accuracy}
 PROGRAMS = ("train", "eval", "predict")
 
 # The losses that take logits, and the activation that must not come before them (it would be applied twice).
-SQUASHED_BY_THE_LOSS = {"cross_entropy": "softmax", "bce": "sigmoid"}
+SQUASHED_BY_THE_LOSS = {"cross_entropy": Softmax, "bce": Sigmoid}     # the op each loss applies itself
 
 
 def _resolve_mode(owner, monitor, mode):
@@ -457,7 +458,8 @@ class Trainer:
         before bce). Keras's default takes probabilities, so a Keras model ends in one: say how to translate."""
         squash = SQUASHED_BY_THE_LOSS.get(self.loss_name)
         output = self.train_outputs
-        if squash is not None and output.op.name == squash:
+        if squash is not None and isinstance(output.op, squash):
+            squash = squash.name
             name = output.name[len("train/"):] if output.name.startswith("train/") else output.name
             raise GraphError(f"Trainer: the model's output '{name}' ({output.site}) is a {squash}, and the "
                              f"'{self.loss_name}' loss takes logits and applies the {squash} itself: it would be "

@@ -523,3 +523,32 @@ def test_profile_times_every_step_of_whole_runs_even_where_buffers_are_reused(ca
     assert not np.array_equal(params[0].numpy(), before)          # real runs: the updates happened
     table = capsys.readouterr().out
     assert "softmax_cross_entropy" in table and re.search(r"total [\d.]+ ms per run", table)
+
+
+def test_the_core_asks_an_op_what_it_is_through_declared_attributes_not_its_name():
+    """What an op is (fed, stored, a variable, writing a variable in place, drawing random numbers) is declared on
+    its class (op.py) and read as an attribute. Only the fusion matcher still reads names: the backends' fusion
+    patterns are tables of op names until fusion becomes a graph rewrite."""
+    import pathlib
+    import re
+    core = pathlib.Path(gn.__file__).parent
+    found = []
+    for path in sorted(core.rglob("*.py")):
+        if "cuda" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bop\.name\s*(==|!=|in\b|not in\b)", line):
+                found.append(f"{path.relative_to(core)}:{number}")
+    assert all(place.startswith("program.py:") for place in found), found
+    assert len(found) <= 2, found
+
+
+def test_op_capabilities_are_declared_on_the_classes():
+    from graphnet.graph import ConstantOp, Placeholder, VariableOp
+    from graphnet.ops.regularization import Dropout
+    from graphnet.ops.state import Assign
+    assert Placeholder.is_fed and Placeholder.is_source and not Placeholder.is_stored
+    assert VariableOp.is_variable and VariableOp.is_stored and ConstantOp.is_stored and not ConstantOp.is_variable
+    assert Assign.writes_variable and Dropout.uses_rng
+    assert not any((gn.ops.Add if hasattr(gn.ops, "Add") else gn.ops.elementwise.Add).__dict__.get(flag, False)
+                   for flag in ("is_source", "writes_variable", "uses_rng"))

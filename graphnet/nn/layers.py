@@ -45,7 +45,7 @@ def flops_per_sample(nodes):
     unknown at build time (the batch) set to 1 — so it agrees with the compiled schedule at batch size 1."""
     total = 0
     for node in nodes:
-        if node.op.name in ("placeholder", "variable", "constant"):
+        if node.op.is_source:
             continue
         one = lambda shape: tuple(1 if d is None else d for d in shape)     # noqa: E731
         total += node.op.flops([one(i.shape) for i in node.inputs], one(node.shape), node.attrs)

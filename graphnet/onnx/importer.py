@@ -75,7 +75,7 @@ class Reader:
         value = self.values.get(name)
         if isinstance(value, np.ndarray):
             return value
-        if value is not None and value.op.name == "variable" and name in self.initializers:
+        if value is not None and value.op.is_variable and name in self.initializers:
             return self.initializers[name]
         self.refuse(f"its {what} ('{name}') must be a constant (an initializer or a Constant node); graphnet's "
                     "graphs have static shapes")

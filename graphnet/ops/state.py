@@ -12,6 +12,7 @@ from ._util import apply, tensors
 class Assign(Op):
     name = "assign"
     differentiable = False
+    writes_variable = True
 
     def infer_shape(self, in_shapes, attrs, ref_shapes):
         var, value = in_shapes
@@ -27,7 +28,7 @@ def assign(variable, value, name=None):
     """Write `value` into `variable` when the program runs; the node's value is the new one."""
     variable, value = tensors(variable, value)
     site = user_site()
-    if variable.op.name != "variable":
+    if not variable.op.is_variable:
         raise GraphError(f"assign ({site}): '{variable.name}' is a {variable.op.name}, not a variable; only "
                          "variables have storage to write")
     if value.dtype != variable.dtype:
