@@ -471,6 +471,11 @@ class Program:
     def __str__(self):
         return self.describe()
 
+    def __repr__(self):
+        fetched = ", ".join(repr(f.name) for f in self.fetches)
+        return (f"<Program on '{self.backend.name}': {len(self.order)} ops, fetches {fetched}; print(program) shows "
+                f"the schedule>")
+
     def _repr_svg_(self):
         """A notebook shows the program as a picture of its schedule (gn.draw), or as text where no renderer is
         installed."""

@@ -552,3 +552,11 @@ def test_op_capabilities_are_declared_on_the_classes():
     assert Assign.writes_variable and Dropout.uses_rng
     assert not any((gn.ops.Add if hasattr(gn.ops, "Add") else gn.ops.elementwise.Add).__dict__.get(flag, False)
                    for flag in ("is_source", "writes_variable", "uses_rng"))
+
+
+def test_a_program_introduces_itself_in_one_line_and_prints_its_schedule():
+    with gn.Graph():
+        x = gn.placeholder((None, 3), name="x")
+        prog = gn.compile(gn.relu(x) * 2.0, device="reference")
+    assert repr(prog) == ("<Program on 'reference': 2 ops, fetches 'mul'; print(program) shows the schedule>")
+    assert str(prog).startswith("Program on 'reference': 2 steps")
