@@ -7,7 +7,7 @@ they are loaded here from the lesson's source alone (its imports and those funct
 import numpy as np
 import pytest
 
-from lesson_source import TUTORIALS, checkers
+from lesson_source import checkers
 
 
 def tanh_backward(d_h, h):
@@ -58,14 +58,3 @@ def test_the_maxout_checker_takes_pieces_that_make_relu_and_refuses_others(capsy
     assert check(slopes=[1, -1], intercepts=[0, 0]) is False                    # |x|, not ReLU
     output = capsys.readouterr().out.splitlines()
     assert output[0].startswith("right") and output[1].startswith("wrong")
-
-
-@pytest.mark.parametrize("lesson", ["00_first_network.py", "01_convolution_by_hand.py", "02_mlp_regression.py",
-                                    "03_binary_classification.py", "03a_backpropagation_by_hand.py",
-                                    "03b_activation_functions.py", "04_digits_mlp.py"])
-def test_each_lesson_ends_with_its_exercises_in_markdown(lesson):
-    source = (TUTORIALS / lesson).read_text()
-    last_cell = source.rsplit("# %%", 1)[1]
-    assert last_cell.startswith(" [markdown]"), f"{lesson}: the last cell is not markdown"
-    assert 2 <= last_cell.count("**Exercise ") <= 3, f"{lesson}: two or three exercises"
-    assert "# %% Exercises\n" in source

@@ -5,7 +5,6 @@ A checker is a function check_exercise_<k>(answer...) of the lesson, self-contai
 from the exercise's numbers and imports what it needs), so the tests take it out of the source and call it without
 running the lesson's training — as tests/test_exercises_a.py does for lessons 00–04.
 """
-import re
 
 import pytest
 
@@ -41,13 +40,3 @@ def test_a_checker_says_right_to_the_right_answer_and_wrong_to_a_wrong_one(stem,
     assert capsys.readouterr().out.startswith("right")
     assert check(*wrong) is False
     assert capsys.readouterr().out.startswith("wrong")
-
-
-@pytest.mark.parametrize("stem", LESSONS)
-def test_the_lesson_ends_with_two_or_three_exercises_and_each_checker_is_named_there(stem):
-    text = exercises_cell(stem)
-    numbered = re.findall(r"^\*\*Exercise (\d+) — ", text, flags=re.M)
-    assert numbered in (["1", "2"], ["1", "2", "3"]), numbered
-    defined = set(checkers(stem))
-    named = set(re.findall(r"`(check_exercise_\d+)\(", text))
-    assert defined and defined == named, (defined, named)

@@ -5,12 +5,11 @@ A checker is a function check_exercise_<k>(answer...) of the lesson, self-contai
 computes the right answer with graphnet, never from a global of the lesson), so the tests take it out of the source
 and call it without running the lesson's training.
 """
-import re
 
 import numpy as np
 import pytest
 
-from lesson_source import checkers, last_cell
+from lesson_source import checkers
 
 
 GREY_CONFUSION = np.array([[5, 9, 0],           # a confusion matrix: 0 and 1 mixed up 9 + 7 = 16 times
@@ -52,12 +51,3 @@ def test_the_gflop_checker_takes_lenet5s_forward_flops_from_graphnet():
     check = checkers("11_cpu_vs_gpu")["check_exercise_2"]
     exact = 3 * model.flops * 4000 / 1e9
     assert check(exact * 1.08) and not check(exact * 1.2)
-
-
-@pytest.mark.parametrize("stem", LESSONS)
-def test_each_lesson_ends_with_three_exercises_that_name_its_checkers(stem):
-    text = last_cell(stem)
-    assert text.lstrip().startswith("# Exercises")
-    assert re.findall(r"^(\d)\. ", text, flags=re.M) == ["1", "2", "3"]
-    for name in checkers(stem):
-        assert f"`{name}(" in text, f"{stem}: the exercises do not say how to call {name}"

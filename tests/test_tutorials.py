@@ -44,3 +44,15 @@ def test_lesson_runs_quickly_learns_and_writes_its_figures(lesson, tmp_path):
         assert figure.read_bytes()[:8] == PNG_MAGIC, f"{figure} is not a PNG"
 
     assert re.search(r"^RESULT \S", output, flags=re.M), f"{lesson.name} printed no RESULT line"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda path: path.stem)
+def test_every_lesson_ends_with_two_or_three_exercises_that_name_its_checkers(lesson):
+    """One form for the whole course: the checkers in a cell titled "Exercises", then a last markdown cell of
+    **Exercise N** paragraphs that say how to call each checker (tests/test_exercises_*.py try the checkers)."""
+    from lesson_source import checkers, last_cell
+    assert "\n# %% Exercises\n" in lesson.read_text(), f"{lesson.name}: no cell titled Exercises"
+    text = last_cell(lesson.name)
+    assert re.findall(r"^\*\*Exercise (\d)\b", text, flags=re.M) in (["1", "2"], ["1", "2", "3"]), text[:300]
+    defined, named = set(checkers(lesson.name)), set(re.findall(r"`(check_exercise_\d+)\(", text))
+    assert defined and defined == named, (defined, named)

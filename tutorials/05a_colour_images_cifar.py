@@ -175,7 +175,8 @@ lesson.finish(colour_result["loss_before"], colour_result["loss_after"],
               f"(same CNN, {epochs} epoch(s), {colour_result['seconds']:.1f} s + {gray_result['seconds']:.1f} s "
               f"on '{args.device}')")
 
-# %% Exercise checkers: call them with your answers, e.g. check_exercise_1(100, 50)
+# %% Exercises
+# Call them with your answers, e.g. check_exercise_1(100, 50).
 def check_exercise_1(colour_params, grayscale_params):
     """Exercise 1: the parameters of a Conv2D(16, 3) layer on colour and on grayscale input, with biases."""
     from graphnet import nn
@@ -207,14 +208,15 @@ def check_exercise_2(pair, confusion):
 
 
 # %% [markdown]
-# # Exercises
+# **Exercise 1.** The first layer of the CNN is `Conv2D(16, 3, padding=1)`. How many parameters does it have on colour
+# images, and how many on grayscale ones? Work it out with K·(C·R·S + 1), then check: `check_exercise_1(colour_params,
+# grayscale_params)`.
 #
-# 1. The first layer of the CNN is `Conv2D(16, 3, padding=1)`. How many parameters does it have on colour
-#    images, and how many on grayscale ones? Work it out with K·(C·R·S + 1), then check:
-#    `check_exercise_1(colour_params, grayscale_params)`.
-# 2. Read the grayscale model's confusion matrix (the figure, or `confusion["grayscale"]`): which two classes does
-#    it mix up most? Answer with their indices and check: `check_exercise_2((i, j), confusion["grayscale"])`.
-#    On the generated set, why are they the same shape? Does the colour model mix up the same pair?
-# 3. Switch the augmentation off (`augment = []`) and then the normalisation (`colour = x_train, x_test`), one at
-#    a time, and compare the test accuracy and the gap between the training and test losses. With CIFAR-10
-#    (`--cifar-root`) the differences are larger: there, which classes does the colour model confuse?
+# **Exercise 2.** Read the grayscale model's confusion matrix (the figure, or `confusion["grayscale"]`): which two
+# classes does it mix up most? Answer with their indices and check: `check_exercise_2((i, j),
+# confusion["grayscale"])`. On the generated set, why are they the same shape? Does the colour model mix up the same
+# pair?
+#
+# **Exercise 3.** Switch the augmentation off (`augment = []`) and then the normalisation (`colour = x_train,
+# x_test`), one at a time, and compare the test accuracy and the gap between the training and test losses. With
+# CIFAR-10 (`--cifar-root`) the differences are larger: there, which classes does the colour model confuse?

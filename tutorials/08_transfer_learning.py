@@ -178,7 +178,8 @@ lesson.finish(recorder.losses[0], float(np.mean(recorder.losses[-max(1, min(10, 
               f", from scratch {results['from scratch', k]['accuracy']:.3f} (task A 0-4: {accuracy_a:.3f})")
 
 
-# %% Checkers for the exercises below: call one with your answer, e.g. check_exercise_1(12345)
+# %% Exercises
+# Call one with your answer, e.g. check_exercise_1(12345).
 def check_exercise_1(answer):
     """Exercise 1: how many parameters the optimizer updates when the convolutions are frozen."""
     flattened = 32 * 7 * 7                                   # conv2's 32 maps of 7x7 after the second pooling
@@ -224,16 +225,16 @@ def check_exercise_3(names):
 
 
 # %% [markdown]
-# # Exercises
+# **Exercise 1 — count what learns.** With the convolutions frozen and a new head of 5 units, how many parameters does
+# the optimizer update? Work it out from the formulas — (n_in + 1)·n_out for a dense layer — before you look at the
+# summary printed above; then `check_exercise_1(your_number)`.
 #
-# 1. **Count what learns.** With the convolutions frozen and a new head of 5 units, how many parameters does
-#    the optimizer update? Work it out from the formulas — (n_in + 1)·n_out for a dense layer — before you look
-#    at the summary printed above; then `check_exercise_1(your_number)`.
-# 2. **Only the head learns.** Freeze dense1 as well (`model.freeze(nn.Conv2D, "dense1")` in `transferred`).
-#    What fraction of the network's parameters still learn? `check_exercise_2(your_fraction)`. Then run the
-#    lesson with that change and compare the transferred network with the one in the table at 5 and at 50
-#    examples per class: when does a classifier on fixed features suffice, and when must dense1 adapt?
-# 3. **What a checkpoint holds.** Read the file that step 1 wrote, `gn.checkpoint.read(checkpoint_path)`
-#    (`import graphnet as gn`), and pass the names of its `group("model")` arrays to `check_exercise_3`. Why does
-#    `transferred` load the weights *before* it replaces dense2 with the new head — what would
-#    `load_weights(strict=True)` say the other way round, and what does `strict=False` do then?
+# **Exercise 2 — only the head learns.** Freeze dense1 as well (`model.freeze(nn.Conv2D, "dense1")` in `transferred`).
+# What fraction of the network's parameters still learn? `check_exercise_2(your_fraction)`. Then run the lesson with
+# that change and compare the transferred network with the one in the table at 5 and at 50 examples per class: when
+# does a classifier on fixed features suffice, and when must dense1 adapt?
+#
+# **Exercise 3 — what a checkpoint holds.** Read the file that step 1 wrote, `gn.checkpoint.read(checkpoint_path)`
+# (`import graphnet as gn`), and pass the names of its `group("model")` arrays to `check_exercise_3(names)`. Why does
+# `transferred` load the weights *before* it replaces dense2 with the new head — what would
+# `load_weights(strict=True)` say the other way round, and what does `strict=False` do then?

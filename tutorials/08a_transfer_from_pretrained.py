@@ -231,7 +231,8 @@ lesson.finish(recorded[0], float(np.mean(recorded[-max(1, min(5, len(recorded) /
               f"{gain(whole):+.1f} at {label[whole]}/class ({len(seeds)} seed(s))")
 
 
-# %% Checkers for the exercises below: call one with your answer, e.g. check_exercise_1((100, 1000))
+# %% Exercises
+# Call one with your answer, e.g. check_exercise_1((100, 1000)).
 def check_exercise_1(answer):
     """Exercise 1: (the head's parameters, the parameters 'fine-tune the top' trains) for 26 classes."""
     head = (84 + 1) * 26                                      # (n_in + 1)·n_out on dense2's 84 units
@@ -269,15 +270,15 @@ def check_exercise_2(resize_nearest):
 
 
 # %% [markdown]
-# # Exercises
+# **Exercise 1 — a head for letters.** Suppose the new data set had 26 classes (the letters) instead of 10. How many
+# parameters would the new head have, and how many would "fine-tune the top" train? Work them out from (n_in +
+# 1)·n_out, then `check_exercise_1((head, top))`.
 #
-# 1. **A head for letters.** Suppose the new data set had 26 classes (the letters) instead of 10. How many
-#    parameters would the new head have, and how many would "fine-tune the top" train? Work them out from
-#    (n_in + 1)·n_out, then `check_exercise_1((head, top))`.
-# 2. **Another resize.** Write `resize_nearest(images, size)`: (N, C, n, n) images to (N, C, size, size), each
-#    output pixel a copy of the input pixel nearest its centre (it, too, is a matrix along each axis: one 1 per
-#    row). Check it with `check_exercise_2(resize_nearest)`, use it in `like_mnist` in place of `resize_matrix`,
-#    and run the lesson again: how much do the blocky digits cost the network as it is, and after training?
-# 3. **Fine-tuning too hard.** Fine-tune everything at 10 examples per class with learning rates 1e-4, 3e-4,
-#    1e-3 and 3e-3 (`LEARNING_RATES`). Which is best? At the largest, does the pretrained network keep its
-#    advantage over training from scratch, or do the first updates of a random head wreck what it transferred?
+# **Exercise 2 — another resize.** Write `resize_nearest(images, size)`: (N, C, n, n) images to (N, C, size, size),
+# each output pixel a copy of the input pixel nearest its centre (it, too, is a matrix along each axis: one 1 per
+# row). Check it with `check_exercise_2(resize_nearest)`, use it in `like_mnist` in place of `resize_matrix`, and run
+# the lesson again: how much do the blocky digits cost the network as it is, and after training?
+#
+# **Exercise 3 — fine-tuning too hard.** Fine-tune everything at 10 examples per class with learning rates 1e-4, 3e-4,
+# 1e-3 and 3e-3 (`LEARNING_RATES`). Which is best? At the largest, does the pretrained network keep its advantage over
+# training from scratch, or do the first updates of a random head wreck what it transferred?

@@ -403,7 +403,8 @@ lesson.finish(losses[0], float(np.mean(losses[-tail:])),
               + " (gradient norms at initialisation " + " vs ".join(f"{r['spread']:.1f}x" for r in deep.values())
               + " apart)")
 
-# %% Exercise checkers: call them with your answers, e.g. check_exercise_1(12345)
+# %% Exercises
+# Call them with your answers, e.g. check_exercise_1(12345).
 def check_exercise_1(answer):
     """Exercise 1: the parameters of AlexNet's first layer, 64 filters of 11×11 on RGB input, with biases."""
     from graphnet import nn
@@ -434,15 +435,15 @@ def check_exercise_2(answer):
 
 
 # %% [markdown]
-# # Exercises
+# **Exercise 1.** AlexNet's first layer has 64 filters of 11×11 over the 3 colour channels, each with a bias. How many
+# parameters is that? Work it out, then check: `check_exercise_1(answer)`. Compare with the dense layer after the
+# convolutions in the summary above: which kind of layer holds AlexNet's weights?
 #
-# 1. AlexNet's first layer has 64 filters of 11×11 over the 3 colour channels, each with a bias. How many
-#    parameters is that? Work it out, then check: `check_exercise_1(answer)`. Compare with the dense layer after
-#    the convolutions in the summary above: which kind of layer holds AlexNet's weights?
-# 2. Feed AlexNet 256×256 images instead of 224×224 (and leave out torchvision's adaptive pooling, as this
-#    lesson's AlexNet does). Follow the output size floor((W − F + 2P)/S) + 1 through the five convolutions and
-#    three poolings: how many numbers does `Flatten` hand to the first dense layer (224×224 gives 256·6·6 =
-#    9,216)? Check: `check_exercise_2(answer)`.
-# 3. Make the plain and residual networks deeper: `deep_cnn(skip, blocks=19)` has 40 layers. Train both as the
-#    lesson does and compare the final training losses and the gradient norms per layer with the 20-layer ones.
-#    Does the gap between plain and residual grow with depth?
+# **Exercise 2.** Feed AlexNet 256×256 images instead of 224×224 (and leave out torchvision's adaptive pooling, as
+# this lesson's AlexNet does). Follow the output size floor((W − F + 2P)/S) + 1 through the five convolutions and
+# three poolings: how many numbers does `Flatten` hand to the first dense layer (224×224 gives 256·6·6 = 9,216)?
+# Check: `check_exercise_2(answer)`.
+#
+# **Exercise 3.** Make the plain and residual networks deeper: `deep_cnn(skip, blocks=19)` has 40 layers. Train both
+# as the lesson does and compare the final training losses and the gradient norms per layer with the 20-layer ones.
+# Does the gap between plain and residual grow with depth?

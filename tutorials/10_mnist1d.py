@@ -133,7 +133,8 @@ lesson.finish(losses[0], float(np.mean(losses[-tail:])),
               " ".join(f"{n} {results[n]['accuracy']:.3f}" for n in names)
               + f" (test accuracy; paper: logistic 0.32 mlp 0.68 cnn 0.94)")
 
-# %% Exercise checkers: call them with your answers, e.g. check_exercise_1(100)
+# %% Exercises
+# Call them with your answers, e.g. check_exercise_1(100).
 def check_exercise_1(answer):
     """Exercise 1: the number of features the CNN's Flatten hands its dense layer for signals of length 100."""
     from graphnet import nn
@@ -167,14 +168,14 @@ def check_exercise_2(answer):
     return False
 
 # %% [markdown]
-# # Exercises
+# **Exercise 1.** Feed the CNN signals of length 100 instead of 40. How many features does its `Flatten` hand the
+# dense layer (at length 40: 25 channels · 5 points = 125)? Use L' = floor((L + 2P − K)/S) + 1 for each conv layer,
+# then check: `check_exercise_1(answer)`.
 #
-# 1. Feed the CNN signals of length 100 instead of 40. How many features does its `Flatten` hand the dense layer
-#    (at length 40: 25 channels · 5 points = 125)? Use L' = floor((L + 2P − K)/S) + 1 for each conv layer, then
-#    check: `check_exercise_1(answer)`.
-# 2. One output of the third conv layer depends on a window of the input signal: its receptive field. Each layer
-#    widens it by (K − 1) times the product of the strides of the layers before it. How many input points does it
-#    span? Check: `check_exercise_2(answer)` — the checker measures it with `gn.gradients`.
-# 3. Shuffle the 40 positions of every signal with one fixed permutation (`perm = np.random.default_rng(0)
-#    .permutation(40)`, then `x[..., perm]` for the training and the test set) and train the three models again.
-#    Which model does not care, and which one loses most? Why?
+# **Exercise 2.** One output of the third conv layer depends on a window of the input signal: its receptive field.
+# Each layer widens it by (K − 1) times the product of the strides of the layers before it. How many input points does
+# it span? Check: `check_exercise_2(answer)` — the checker measures it with `gn.gradients`.
+#
+# **Exercise 3.** Shuffle the 40 positions of every signal with one fixed permutation (`perm =
+# np.random.default_rng(0).permutation(40)`, then `x[..., perm]` for the training and the test set) and train the
+# three models again. Which model does not care, and which one loses most? Why?

@@ -105,7 +105,8 @@ gpu = (f"cuda {per_epoch[('cuda', 32)]:.3f} s/epoch" if "cuda" in devices else "
 lesson.finish(*losses_of_cpu, f"batch 32: cpu {cpu:.3f} s/epoch, reference {ref:.3f} s/epoch "
                               f"({ref / cpu:.1f}x slower), {gpu}")
 
-# %% Exercise checkers: call them with your answers, e.g. check_exercise_1(100, 10)
+# %% Exercises
+# Call them with your answers, e.g. check_exercise_1(100, 10).
 def check_exercise_1(steps_at_32, steps_at_256):
     """Exercise 1: training steps (mini-batches) in one epoch of 4,000 images at batch sizes 32 and 256."""
     import numpy as np
@@ -136,14 +137,14 @@ def check_exercise_2(gflop_per_epoch):
     return False
 
 # %% [markdown]
-# # Exercises
+# **Exercise 1.** How many training steps (mini-batches) does one epoch of the 4,000 images take at batch size 32, and
+# at 256? Check: `check_exercise_1(steps_at_32, steps_at_256)`. Each step costs a fixed overhead on top of its
+# arithmetic — more so on a GPU, where each kernel launch costs microseconds: which batch size suits a GPU?
 #
-# 1. How many training steps (mini-batches) does one epoch of the 4,000 images take at batch size 32, and at 256?
-#    Check: `check_exercise_1(steps_at_32, steps_at_256)`. Each step costs a fixed overhead on top of its
-#    arithmetic — more so on a GPU, where each kernel launch costs microseconds: which batch size suits a GPU?
-# 2. `model.summary()` (or `model.flops`) gives LeNet-5's forward FLOPs per image. Counting a training step as
-#    three forward passes, about how many GFLOP does one epoch of 4,000 images cost? Check:
-#    `check_exercise_2(gflop)`. Divide by the seconds per epoch in the table above: how many GFLOP/s did each
-#    device reach, and how far is that from your CPU's peak?
-# 3. Add a batch size of 1024 to `batch_sizes` and run again (with `--device auto` on a machine with an NVIDIA
-#    GPU, the GPU is timed too). Where does a larger batch stop paying off?
+# **Exercise 2.** `model.summary()` (or `model.flops`) gives LeNet-5's forward FLOPs per image. Counting a training
+# step as three forward passes, about how many GFLOP does one epoch of 4,000 images cost? Check:
+# `check_exercise_2(gflop)`. Divide by the seconds per epoch in the table above: how many GFLOP/s did each device
+# reach, and how far is that from your CPU's peak?
+#
+# **Exercise 3.** Add a batch size of 1024 to `batch_sizes` and run again (with `--device auto` on a machine with an
+# NVIDIA GPU, the GPU is timed too). Where does a larger batch stop paying off?
