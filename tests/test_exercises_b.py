@@ -1,5 +1,5 @@
-"""The exercises of lessons 05, 06, 06a and 07: each lesson ends with two or three exercises in a markdown cell, and
-every checker of its "Exercises" cell says "right" to the right answer and "wrong" to a wrong one.
+"""The exercises of lessons 05, 06, 06a and 07: every checker of its "Exercises" cell says "right" to the right
+answer and "wrong" to a wrong one (the form of every lesson's exercises: tests/test_tutorials.py).
 
 A checker is a function check_exercise_<k>(answer...) of the lesson, self-contained (it computes the right answer
 from the exercise's numbers and imports what it needs), so the tests take it out of the source and call it without
@@ -8,13 +8,7 @@ running the lesson's training — as tests/test_exercises_a.py does for lessons 
 
 import pytest
 
-from lesson_source import checkers, last_cell, lesson_path
-
-
-def exercises_cell(stem):
-    """The text of the lesson's last cell, which must be a markdown cell after an "Exercises" cell."""
-    assert "\n# %% Exercises\n" in lesson_path(stem).read_text(), f"{stem}: no Exercises cell"
-    return last_cell(stem)
+from lesson_source import checkers
 
 
 # (lesson, checker, arguments of a right answer, arguments of a wrong one)
@@ -30,7 +24,6 @@ CASES = [
     ("07_optimizers", "check_exercise_1", (1.0,), (0.5,)),                             # where y jumps to 0
     ("07_optimizers", "check_exercise_2", ((-6.7, 1.7),), ((-6.79, 0.8),)),           # plain SGD's w − η·g
 ]
-LESSONS = sorted({case[0] for case in CASES})
 
 
 @pytest.mark.parametrize("stem, name, right, wrong", CASES, ids=lambda v: v if isinstance(v, str) else None)

@@ -1,5 +1,5 @@
-"""The exercises at the end of lessons 05a, 09, 10 and 11: each lesson ends with an Exercises markdown cell of three
-exercises, and every checker it offers says right to the right answer and "not yet" to a wrong one.
+"""The exercises at the end of lessons 05a, 09, 10 and 11: every checker they offer says right to the right answer
+and "not yet" to a wrong one (the form of every lesson's exercises: tests/test_tutorials.py).
 
 A checker is a function check_exercise_<k>(answer...) of the lesson, self-contained (it imports what it uses and
 computes the right answer with graphnet, never from a global of the lesson), so the tests take it out of the source
@@ -28,7 +28,6 @@ CASES = [
     ("11_cpu_vs_gpu", "check_exercise_1", (125, 16), (125, 15)),
     ("11_cpu_vs_gpu", "check_exercise_2", (10.2,), (3.4,)),        # 3 · 852,370 FLOPs · 4,000 = 10.2 GFLOP; not 1 ·
 ]
-LESSONS = sorted({case[0] for case in CASES})
 
 
 @pytest.mark.parametrize("stem, name, right, wrong", CASES, ids=[f"{c[0][:3]}-{c[1][-1]}" for c in CASES])
