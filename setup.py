@@ -63,7 +63,7 @@ class BuildKernels(build_ext):
             self.parallel = os.cpu_count()                 # the kernel modules compile side by side
 
     def run(self):
-        folder = os.path.dirname(self.get_ext_fullpath("graphnet._ext.gemm"))
+        folder = os.path.dirname(self.get_ext_fullpath("graphnet._ext.linalg"))
         runtime = make_private_runtime(folder)
         if os.path.abspath(folder) != os.path.abspath("graphnet/_ext"):
             make_private_runtime("graphnet/_ext")          # an editable install copies only the kernels back here

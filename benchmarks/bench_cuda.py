@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import graphnet as gn  # noqa: E402
-from graphnet.cuda.launch import Bound  # noqa: E402
+from graphnet.backends.cuda.launch import Bound  # noqa: E402
 
 
 def sync():
@@ -300,8 +300,8 @@ def tiling_rows(repeat, n=2048):
     import torch
     from numba import cuda
 
-    from graphnet.cuda import gemm
-    from graphnet.cuda.linalg import matmul
+    from graphnet.backends.cuda import gemm
+    from graphnet.backends.cuda.linalg import matmul
     a, b = rng.standard_normal((n, n)).astype("float32"), rng.standard_normal((n, n)).astype("float32")
     da, db, out = cuda.to_device(a), cuda.to_device(b), cuda.device_array((n, n), np.float32)
     at, bt = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
@@ -319,8 +319,8 @@ def launch_overhead(repeat):
     """Microseconds per launch of a one-thread kernel through each path (the GPU work is nil)."""
     from numba import cuda
 
-    from graphnet.cuda.launch import BoundLaunch
-    from graphnet.cuda.shape import fill
+    from graphnet.backends.cuda.launch import BoundLaunch
+    from graphnet.backends.cuda.shape import fill
     out = cuda.device_array(1, dtype=np.float32)
     value = np.float32(1)
     configured = fill[1, 1]

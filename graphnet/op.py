@@ -6,13 +6,18 @@ An op is four things, kept apart as in PyTensor/Theano:
   the concrete sizes of the feeds),
 * a gradient rule, `gradient`, written with other ops so that the backward pass is part of the same graph,
 * a cost, `flops`,
-* the name of its kernel, `name`, which each backend implements.
+* a name, `name`, for the printed schedule and the nodes it makes.
+
+The class itself is the key every backend registers its kernel under (`KERNELS = {Relu: relu, ...}` in a kernel
+module); every concrete op class (one with a name) is listed in `REGISTRY`, which the op-specification tests walk.
 """
 import math
 
+REGISTRY = []   # every concrete op class, in the order its module defined it
+
 
 class Op:
-    name = None          # the op's name and the name of the kernel each backend registers for it
+    name = None          # the op's name in the schedule; None for an abstract family (Activation, Pool2d, ...)
     differentiable = True
     view_of_input = None  # index of the input whose buffer the output shares (reshape is free), else None
     # What an op is, declared on its class and read as attributes (never by comparing names):
@@ -22,6 +27,11 @@ class Op:
     is_variable = False      # a variable: stored, and written by assignments and optimizers
     writes_variable = False  # writes its first input, a variable, in place (assign): no buffer of its own
     uses_rng = False         # draws random numbers from the program's run counter (dropout)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name") is not None:
+            REGISTRY.append(cls)
 
     def infer_shape(self, in_shapes, attrs, ref_shapes):
         """Output shape from input shapes. Raise `ShapeRuleViolation` with the formula when the rule is broken."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import FeedError, GraphError, ShapeError, ShapeRuleViolation, note_running
+from .fusion import fuse
 from .graph import Tensor, check_sizes, format_shape
 from .memory import Buffer, aligned, plan_offsets
 from .numerics import run_checked
@@ -44,6 +45,7 @@ class Step:
     flops: int = 0
     nbytes: int = 0         # bytes read + written
     view_of: int = None     # for a free view (kernel None): the index of the input whose buffer it shares
+    op: type = None         # the op class whose kernel runs: the node's, or the fused op of a chain
 
     @property
     def node(self):
@@ -84,12 +86,6 @@ class Plan:
 def is_workspace(buffer):
     """Whether an arena buffer is a kernel's scratch memory (key ('workspace', step index)) rather than a value."""
     return isinstance(buffer.key, tuple) and buffer.key[0] == "workspace"
-
-
-def fusion_link(element):
-    """One element of a backend's fusion pattern as (op name, input slot): a plain name means the chain's previous
-    node is that op's first input; ("sub", 1) means its second (as in sub(w, mul(lr, g)))."""
-    return (element, 0) if isinstance(element, str) else (element[0], int(element[1]))
 
 
 class Program:
@@ -256,12 +252,13 @@ class Program:
         plan's offsets. Nothing is allocated: `_bind` does that before a run."""
         backend = self.backend
         shapes = self._concrete_shapes(feed_shapes)
-        steps = [self._make_step(chain, pattern, shapes) for chain, pattern in self._fuse(shapes)]
+        steps = [self._make_step(chain, fused, shapes)
+                 for chain, fused in fuse(self.order, self.fetches, backend, shapes)]
         buffers = self._lifetimes(steps, shapes)
         for index, step in enumerate(steps):
             if step.kernel is None:
                 continue
-            nbytes = backend.workspace_nbytes(step.kernel_name, step.params, [shapes[i] for i in step.inputs],
+            nbytes = backend.workspace_nbytes(step.op, step.params, [shapes[i] for i in step.inputs],
                                               shapes[step.node], step.node.dtype)
             if nbytes:
                 buffers.append(Buffer(("workspace", index), nbytes, index, index))
@@ -303,92 +300,27 @@ class Program:
                              for p in self.placeholders if p not in viewed and p not in self.fetches}
         return plan
 
-    def _make_step(self, chain, pattern, shapes):
-        """Bind one step: its kernel (chosen by the backend for these shapes), parameters and costs."""
+    def _make_step(self, chain, fused, shapes):
+        """Bind one step: its kernel (chosen by the backend for these shapes), parameters and costs. A chain runs
+        as its fused op, on the inputs the fused op lists, with the first node's parameters."""
         backend = self.backend
         first, node = chain[0], chain[-1]
-        slots = [fusion_link(element)[1] for element in pattern[1:]] if pattern else []
-        inputs = list(first.inputs) + [i for n, slot in zip(chain[1:], slots)
-                                       for k, i in enumerate(n.inputs) if k != slot]
+        inputs = fused.kernel_inputs(chain, shapes) if fused else list(node.inputs)
+        op = fused or type(node.op)
         in_shapes = [shapes[i] for i in inputs]
         params = first.op.kernel_params([shapes[i] for i in first.inputs], shapes[first], first.attrs,
                                         [shapes[r] for r in first.refs])
         if first.op.uses_rng:
             params["rng"] = self.rng
-        view_of = node.op.view_of([shapes[i] for i in node.inputs], shapes[node]) if len(chain) == 1 else None
-        is_view = view_of is not None and self._can_alias(node, view_of)
-        if len(chain) > 1:
-            kernel_name = backend.fusions[pattern]
-        else:
-            kernel_name = node.op.name
-        flops = 0 if is_view else sum(n.op.flops([shapes[i] for i in n.inputs], shapes[n], n.attrs) for n in chain)
+        view_of = node.op.view_of([shapes[i] for i in node.inputs], shapes[node]) if not fused else None
+        if view_of is not None and self._can_alias(node, view_of):
+            return Step(chain, inputs, None, "view (no copy)", params, view_of=view_of, op=op)
+        flops = sum(n.op.flops([shapes[i] for i in n.inputs], shapes[n], n.attrs) for n in chain)
         read = {id(i): i for i in inputs}.values()      # a fused step may take one array twice: count it once
-        moved = 0 if is_view else (sum(numel(shapes[i]) * i.dtype.itemsize for i in read)
-                                   + numel(shapes[node]) * node.dtype.itemsize)
-        if is_view:
-            step = Step(chain, inputs, None, "view (no copy)", params, view_of=view_of)
-        else:
-            params = backend.specialize(kernel_name, params, in_shapes, shapes[node], node.dtype)
-            step = Step(chain, inputs, backend.kernel(kernel_name), backend.kernel_label(kernel_name, params), params,
-                        flops=flops, nbytes=moved)
-        step.kernel_name = kernel_name
-        return step
-
-    def _fuse(self, shapes):
-        """Group the schedule into steps: chains of nodes the backend runs as one kernel, else single nodes.
-
-        A chain a -> b fuses when b is a's only reader and takes a as the input the pattern says (its first,
-        unless the pattern names another: see fusion_link), a is not fetched, and b's other inputs are ready before
-        a runs (the fused step takes a's place in the schedule). A chain that ends in an assignment fuses only
-        where every other read of the variable comes before that place: the fused step writes the variable.
-        Returns [(chain, pattern)], pattern None for a single node."""
-        fusions = self.backend.fusions
-        if not fusions:
-            return [([n], None) for n in self.order]
-        position = {n: i for i, n in enumerate(self.order)}
-        readers = {n: [] for n in self.order}
-        for n in self.order:
-            for i in n.inputs:
-                if i in readers and n not in readers[i]:
-                    readers[i].append(n)
-        fetched = set(self.fetches)
-        taken, groups = set(), []
-        for node in self.order:
-            if node in taken:
-                continue
-            chain, chosen = [node], None
-            for pattern in sorted(fusions, key=len, reverse=True):
-                candidate = self._match(node, pattern, readers, fetched, position, taken)
-                if candidate and self.backend.can_fuse(pattern, candidate, shapes):
-                    chain, chosen = candidate, pattern
-                    break
-            taken.update(chain)
-            groups.append((chain, chosen))
-        return groups
-
-    @staticmethod
-    def _match(node, pattern, readers, fetched, position, taken):
-        if node.op.name != fusion_link(pattern[0])[0]:
-            return None
-        chain = [node]
-        for element in pattern[1:]:
-            op_name, slot = fusion_link(element)
-            current = chain[-1]
-            if current in fetched or len(readers[current]) != 1:
-                return None
-            nxt = readers[current][0]
-            if (nxt in taken or nxt.op.name != op_name or len(nxt.inputs) <= slot or nxt.inputs[slot] is not current
-                    or sum(i is current for i in nxt.inputs) != 1):
-                return None
-            others = [i for k, i in enumerate(nxt.inputs) if k != slot]
-            if any(position.get(i, -1) >= position[node] for i in others):
-                return None
-            chain.append(nxt)
-        for assignment in (n for n in chain if n.op.writes_variable):
-            variable = assignment.inputs[0]
-            if any(variable in n.inputs and position[n] >= position[node] for n in position if n not in chain):
-                return None
-        return chain
+        moved = (sum(numel(shapes[i]) * i.dtype.itemsize for i in read) + numel(shapes[node]) * node.dtype.itemsize)
+        params = backend.specialize(op, params, in_shapes, shapes[node], node.dtype)
+        return Step(chain, inputs, backend.kernel(op), backend.kernel_label(op, params), params, flops=flops,
+                    nbytes=moved, op=op)
 
     @staticmethod
     def _can_alias(node, index):

@@ -1,4 +1,4 @@
-"""The cpu backend's GEMM, convolution and pooling kernels (graphnet/_ext/{gemm,conv,pool}.pyx) against the NumPy
+"""The cpu backend's GEMM, convolution and pooling kernels (graphnet/_ext/{linalg,conv,pool}.pyx) against the NumPy
 reference, called directly and through compiled programs.
 
 Every kernel writes into an `out` prefilled with NaN, so a kernel that leaves part of it unwritten fails. float32
@@ -22,6 +22,7 @@ from graphnet.backends.reference import activations as ref_activations
 from graphnet.backends.reference import conv as ref_conv
 from graphnet.backends.reference import linalg as ref_linalg
 from graphnet.backends.reference import pool as ref_pool
+from kernels_by_name import op_named  # noqa: E402
 
 SETTINGS = settings(deadline=None, max_examples=30)
 GRAPH_SETTINGS = settings(deadline=None, max_examples=12)
@@ -34,7 +35,7 @@ def cpu():
     backend = get_backend("cpu")
     missing = {"matmul", "dense", "dense_relu", "conv2d", "conv2d_relu", "conv2d_grad_input", "conv2d_grad_weight",
                "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad", "max_pool2d_grad_relu",
-               "avg_pool2d_grad_relu"} - set(backend.kernels)
+               "avg_pool2d_grad_relu"} - {op.name for op in backend.kernels}
     assert not missing, f"cpu backend lacks {missing}: rebuild with pip install -e . --no-build-isolation"
     return backend
 
@@ -76,7 +77,7 @@ def test_matmul_matches_reference(cpu, case):
     a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
     expected = np.matmul(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b)
     out = nan_like(expected.shape, dtype)
-    cpu.kernel("matmul")(out, a, b, transpose_a=ta, transpose_b=tb)
+    cpu.kernel(op_named("matmul"))(out, a, b, transpose_a=ta, transpose_b=tb)
     reference = nan_like(expected.shape, dtype)
     ref_linalg.matmul(reference, a, b, transpose_a=ta, transpose_b=tb)
     assert_close(out, reference)
@@ -91,7 +92,7 @@ def test_matmul_large_enough_to_split(cpu, m, k, n, ta, tb):
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     out = nan_like((m, n), np.float32)
-    cpu.kernel("matmul")(out, a, b, transpose_a=ta, transpose_b=tb)
+    cpu.kernel(op_named("matmul"))(out, a, b, transpose_a=ta, transpose_b=tb)
     assert_close(out, (a.T if ta else a) @ (b.T if tb else b))
 
 
@@ -107,27 +108,27 @@ def test_dense_and_dense_relu_equal_matmul_add_relu(cpu, m, k, n, ta, tb, dtype,
     ref_linalg.matmul(product, a, b, transpose_a=ta, transpose_b=tb)
     for name, expected in (("dense", product + bias), ("dense_relu", np.maximum(product + bias, 0))):
         out = nan_like((m, n), dtype)
-        cpu.kernel(name)(out, a, b, bias if seed % 2 else bias.reshape(1, n), transpose_a=ta, transpose_b=tb)
+        cpu.kernel(op_named(name))(out, a, b, bias if seed % 2 else bias.reshape(1, n), transpose_a=ta, transpose_b=tb)
         assert_close(out, expected)
 
 
 def test_matmul_with_empty_inner_size_is_zero(cpu):
     out = nan_like((3, 4), np.float32)
-    cpu.kernel("matmul")(out, np.ones((3, 0), np.float32), np.ones((0, 4), np.float32))
+    cpu.kernel(op_named("matmul"))(out, np.ones((3, 0), np.float32), np.ones((0, 4), np.float32))
     np.testing.assert_array_equal(out, 0)
     out = nan_like((3, 4), np.float32)
-    cpu.kernel("dense_relu")(out, np.ones((3, 0), np.float32), np.ones((0, 4), np.float32),
+    cpu.kernel(op_named("dense_relu"))(out, np.ones((3, 0), np.float32), np.ones((0, 4), np.float32),
                              np.array([1, -1, 2, -2], np.float32))
     np.testing.assert_array_equal(out, np.tile([1, 0, 2, 0], (3, 1)))
 
 
 def test_matmul_explains_mismatched_shapes_and_dtypes(cpu):
     with pytest.raises(ValueError, match="inner sizes"):
-        cpu.kernel("matmul")(np.empty((2, 3), np.float32), np.ones((2, 4), np.float32), np.ones((5, 3), np.float32))
+        cpu.kernel(op_named("matmul"))(np.empty((2, 3), np.float32), np.ones((2, 4), np.float32), np.ones((5, 3), np.float32))
     with pytest.raises(TypeError, match="float32"):
-        cpu.kernel("matmul")(np.empty((2, 3), np.float32), np.ones((2, 4), np.float64), np.ones((4, 3), np.float32))
+        cpu.kernel(op_named("matmul"))(np.empty((2, 3), np.float32), np.ones((2, 4), np.float64), np.ones((4, 3), np.float32))
     with pytest.raises(ValueError, match="one value per output column"):
-        cpu.kernel("dense")(np.empty((2, 3), np.float32), np.ones((2, 4), np.float32), np.ones((4, 3), np.float32),
+        cpu.kernel(op_named("dense"))(np.empty((2, 3), np.float32), np.ones((2, 4), np.float32), np.ones((4, 3), np.float32),
                             np.ones(4, np.float32))
 
 
@@ -182,13 +183,13 @@ def test_conv2d_forward_every_algorithm_matches_reference(cpu, case):
     ref_conv.conv2d(expected, x, w, b, **params)
     for algorithm in forward_algorithms(w_shape, params, dtype) + [None]:
         out = nan_like(y_shape, dtype)
-        cpu.kernel("conv2d")(out, x, w, b, algorithm=algorithm, **params)
+        cpu.kernel(op_named("conv2d"))(out, x, w, b, algorithm=algorithm, **params)
         assert_close(out, expected)
         out = nan_like(y_shape, dtype)
-        cpu.kernel("conv2d_relu")(out, x, w, b, algorithm=algorithm, **params)
+        cpu.kernel(op_named("conv2d_relu"))(out, x, w, b, algorithm=algorithm, **params)
         assert_close(out, np.maximum(expected, 0))
     no_bias = nan_like(y_shape, dtype)
-    cpu.kernel("conv2d")(no_bias, x, w, **params)
+    cpu.kernel(op_named("conv2d"))(no_bias, x, w, **params)
     assert_close(no_bias, expected - b.reshape(1, -1, 1, 1))
 
 
@@ -203,7 +204,7 @@ def test_conv2d_gradients_match_reference(cpu, case):
         expected = nan_like(shape, dtype)
         getattr(ref_conv, name)(expected, *inputs, **params)
         out = nan_like(shape, dtype)
-        cpu.kernel(name)(out, *inputs, **params)
+        cpu.kernel(op_named(name))(out, *inputs, **params)
         assert_close(out, expected)
 
 
@@ -220,17 +221,17 @@ def test_conv_kernels_run_in_the_workspace_the_plan_sizes(cpu, case):
              ("conv2d_grad_input", (dy, w), [y_shape, w_shape], x_shape),
              ("conv2d_grad_weight", (dy, x), [y_shape, x_shape], w_shape))
     for name, inputs, in_shapes, out_shape in steps:
-        chosen = cpu.specialize(name, dict(params), in_shapes, out_shape, np.dtype(dtype))
-        nbytes = cpu.workspace_nbytes(name, chosen, in_shapes, out_shape, np.dtype(dtype))
+        chosen = cpu.specialize(op_named(name), dict(params), in_shapes, out_shape, np.dtype(dtype))
+        nbytes = cpu.workspace_nbytes(op_named(name), chosen, in_shapes, out_shape, np.dtype(dtype))
         expected, out = nan_like(out_shape, dtype), nan_like(out_shape, dtype)
-        cpu.kernel(name)(expected, *inputs, **params)
+        cpu.kernel(op_named(name))(expected, *inputs, **params)
         workspace = np.full(nbytes + 64, 0xFF, np.uint8)     # garbage in it must not matter
-        cpu.kernel(name)(out, *inputs, **dict(chosen, workspace=workspace[:nbytes]))
+        cpu.kernel(op_named(name))(out, *inputs, **dict(chosen, workspace=workspace[:nbytes]))
         np.testing.assert_array_equal(out, expected)
         np.testing.assert_array_equal(workspace[nbytes:], 0xFF)
         if nbytes:
             with pytest.raises(ValueError, match="workspace"):
-                cpu.kernel(name)(out, *inputs, **dict(chosen, workspace=workspace[:nbytes // max(x_shape[0], 1) - 1]))
+                cpu.kernel(op_named(name))(out, *inputs, **dict(chosen, workspace=workspace[:nbytes // max(x_shape[0], 1) - 1]))
 
 
 @st.composite
@@ -265,10 +266,10 @@ def test_batched_algorithm_matches_reference_in_every_direction(cpu, case):
         if name == "conv2d_relu":
             expected = np.maximum(expected, 0)
         chosen = dict(params, algorithm=algorithm + blas, tile_images=tile_images)
-        nbytes = cpu.workspace_nbytes(name, chosen, in_shapes, out_shape, np.dtype(dtype))
+        nbytes = cpu.workspace_nbytes(op_named(name), chosen, in_shapes, out_shape, np.dtype(dtype))
         workspace = np.full(nbytes + 64, 0xFF, np.uint8)
         out = nan_like(out_shape, dtype)
-        cpu.kernel(name)(out, *inputs, **dict(chosen, workspace=workspace[:nbytes]))
+        cpu.kernel(op_named(name))(out, *inputs, **dict(chosen, workspace=workspace[:nbytes]))
         assert_close(out, expected)
         np.testing.assert_array_equal(workspace[nbytes:], 0xFF)
 
@@ -284,7 +285,7 @@ def test_batched_unfolding_of_a_tap_that_sees_only_left_padding(cpu):
     for name, inputs, shape in (("conv2d", (x, w), (3, 1, 1, 1)), ("conv2d_grad_weight", (dy, x), w.shape)):
         expected, out = nan_like(shape, np.float32), nan_like(shape, np.float32)
         getattr(ref_conv, name)(expected, *inputs, **params)
-        cpu.kernel(name)(out, *inputs, algorithm="batched-im2col+sgemm", **params)
+        cpu.kernel(op_named(name))(out, *inputs, algorithm="batched-im2col+sgemm", **params)
         assert_close(out, expected)
 
 
@@ -307,7 +308,7 @@ def test_batched_kernels_explain_a_bad_tile_size(cpu):
     params = {"stride": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1), "groups": 1}
     x, w = np.ones((2, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="tile_images=0"):
-        cpu.kernel("conv2d")(np.empty((2, 3, 3, 3), np.float32), x, w, algorithm="batched-im2col+sgemm",
+        cpu.kernel(op_named("conv2d"))(np.empty((2, 3, 3, 3), np.float32), x, w, algorithm="batched-im2col+sgemm",
                              tile_images=0, **params)
 
 
@@ -330,11 +331,11 @@ def test_specialize_chooses_the_algorithm_per_layer_shape(cpu, layer, expected, 
     x_shape, w_shape, pad, groups = layer
     params = {"stride": (1, 1), "padding": ((pad, pad), (pad, pad)), "dilation": (1, 1), "groups": groups}
     y_shape = (x_shape[0], w_shape[0], x_shape[2] + 2 * pad - w_shape[2] + 1, x_shape[3] + 2 * pad - w_shape[3] + 1)
-    chosen = cpu.specialize("conv2d", params, [x_shape, w_shape], y_shape, np.dtype(np.float32))
+    chosen = cpu.specialize(op_named("conv2d"), params, [x_shape, w_shape], y_shape, np.dtype(np.float32))
     assert chosen["algorithm"] == expected
-    assert cpu.kernel_label("conv2d", chosen) == f"cpu.conv2d[{expected}]"
-    grad = cpu.specialize("conv2d_grad_input", params, [y_shape, w_shape], x_shape, np.dtype(np.float64))
-    grad_weight = cpu.specialize("conv2d_grad_weight", params, [y_shape, x_shape], w_shape, np.dtype(np.float64))
+    assert cpu.kernel_label(op_named("conv2d"), chosen) == f"cpu.conv2d[{expected}]"
+    grad = cpu.specialize(op_named("conv2d_grad_input"), params, [y_shape, w_shape], x_shape, np.dtype(np.float64))
+    grad_weight = cpu.specialize(op_named("conv2d_grad_weight"), params, [y_shape, x_shape], w_shape, np.dtype(np.float64))
     assert (grad["algorithm"], grad_weight["algorithm"]) == expected_grads
 
 
@@ -343,7 +344,7 @@ def test_a_strided_or_dilated_3x3_layer_does_not_use_winograd(cpu):
         params = {"stride": stride, "padding": ((1, 1), (1, 1)), "dilation": dilation, "groups": 1}
         x_shape, w_shape = (64, 64, 32, 32), (64, 64, 3, 3)
         out = 16 if stride == (2, 2) else 30
-        chosen = cpu.specialize("conv2d", params, [x_shape, w_shape], (64, 64, out, out), np.dtype(np.float32))
+        chosen = cpu.specialize(op_named("conv2d"), params, [x_shape, w_shape], (64, 64, out, out), np.dtype(np.float32))
         assert chosen["algorithm"] != "winograd"
 
 
@@ -351,14 +352,14 @@ def test_conv_kernels_explain_bad_calls(cpu):
     params = {"stride": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1), "groups": 1}
     x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
     with pytest.raises(ValueError, match=r"floor\(\(H"):
-        cpu.kernel("conv2d")(np.empty((1, 3, 4, 4), np.float32), x, w, **params)
+        cpu.kernel(op_named("conv2d"))(np.empty((1, 3, 4, 4), np.float32), x, w, **params)
     with pytest.raises(ValueError, match="1x1 kernel"):
-        cpu.kernel("conv2d")(np.empty((1, 3, 3, 3), np.float32), x, w, algorithm="sgemm", **params)
+        cpu.kernel(op_named("conv2d"))(np.empty((1, 3, 3, 3), np.float32), x, w, algorithm="sgemm", **params)
     with pytest.raises(ValueError, match="unknown algorithm"):
-        cpu.kernel("conv2d_grad_input")(np.empty((1, 2, 5, 5), np.float32), np.ones((1, 3, 3, 3), np.float32), w,
+        cpu.kernel(op_named("conv2d_grad_input"))(np.empty((1, 2, 5, 5), np.float32), np.ones((1, 3, 3, 3), np.float32), w,
                                         algorithm="direct", **params)
     with pytest.raises(ValueError, match="one value per output channel"):
-        cpu.kernel("conv2d")(np.empty((1, 3, 3, 3), np.float32), x, w, np.ones(2, np.float32), **params)
+        cpu.kernel(op_named("conv2d"))(np.empty((1, 3, 3, 3), np.float32), x, w, np.ones(2, np.float32), **params)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -399,12 +400,12 @@ def test_pooling_forward_and_backward_match_reference(cpu, case):
     for kind in ("max", "avg"):
         expected_y, y = nan_like(y_shape, dtype), nan_like(y_shape, dtype)
         getattr(ref_pool, f"{kind}_pool2d")(expected_y, x, **params)
-        cpu.kernel(f"{kind}_pool2d")(y, x, **params)
+        cpu.kernel(op_named(f"{kind}_pool2d"))(y, x, **params)
         assert_close(y, expected_y)
         grad_inputs = (dy, x, expected_y) if kind == "max" else (dy,)
         expected_dx, dx = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
         getattr(ref_pool, f"{kind}_pool2d_grad")(expected_dx, *grad_inputs, **params)
-        cpu.kernel(f"{kind}_pool2d_grad")(dx, *grad_inputs, **params)
+        cpu.kernel(op_named(f"{kind}_pool2d_grad"))(dx, *grad_inputs, **params)
         assert_close(dx, expected_dx)
 
 
@@ -424,19 +425,19 @@ def test_max_pooling_follows_nan_infinity_and_tie_rules(cpu, params):
                              zip(params["kernel_size"], params["stride"], params["padding"]))
     expected_y, y = nan_like(y_shape, np.float32), nan_like(y_shape, np.float32)
     ref_pool.max_pool2d(expected_y, x, **params)
-    cpu.kernel("max_pool2d")(y, x, **params)
+    cpu.kernel(op_named("max_pool2d"))(y, x, **params)
     np.testing.assert_array_equal(y, expected_y)                   # NaN where the reference has NaN, and inf
     dy = np.arange(1, y.size + 1, dtype=np.float32).reshape(y_shape)
     expected_dx, dx = nan_like(x.shape, np.float32), nan_like(x.shape, np.float32)
     ref_pool.max_pool2d_grad(expected_dx, dy, x, expected_y, **params)
-    cpu.kernel("max_pool2d_grad")(dx, dy, x, y, **params)
+    cpu.kernel(op_named("max_pool2d_grad"))(dx, dy, x, y, **params)
     np.testing.assert_array_equal(dx, expected_dx)
 
 
 def test_pooling_explains_a_wrong_output_shape(cpu):
     params = {"kernel_size": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))}
     with pytest.raises(ValueError, match=r"floor\(\(H \+ pt \+ pb"):
-        cpu.kernel("max_pool2d")(np.empty((1, 1, 3, 3), np.float32), np.ones((1, 1, 4, 4), np.float32), **params)
+        cpu.kernel(op_named("max_pool2d"))(np.empty((1, 1, 3, 3), np.float32), np.ones((1, 1, 4, 4), np.float32), **params)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -508,14 +509,14 @@ def test_fused_pool_grad_relu_equals_the_two_kernels_in_a_row(cpu, case):
     ref_pool.max_pool2d(y, x, **params)
     for kind, grad_inputs in (("max", (dy, x, y)), ("avg", (dy,))):
         in_row, grad = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
-        cpu.kernel(f"{kind}_pool2d_grad")(grad, *grad_inputs, **params)
-        cpu.kernel("relu_grad")(in_row, grad, relu_y)
+        cpu.kernel(op_named(f"{kind}_pool2d_grad"))(grad, *grad_inputs, **params)
+        cpu.kernel(op_named("relu_grad"))(in_row, grad, relu_y)
         reference, ref_grad = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
         with np.errstate(invalid="ignore"):                        # inf − inf, inf · 0: NaN, as intended
             getattr(ref_pool, f"{kind}_pool2d_grad")(ref_grad, *grad_inputs, **params)
             ref_activations.relu_grad(reference, ref_grad, relu_y)
         fused = nan_like(x_shape, dtype)
-        cpu.kernel(f"{kind}_pool2d_grad_relu")(fused, *grad_inputs, relu_y, **params)
+        cpu.kernel(op_named(f"{kind}_pool2d_grad_relu"))(fused, *grad_inputs, relu_y, **params)
         assert_same_bits(fused, in_row)
         if kind == "max" and integer_dy:
             assert_same_bits(fused, reference)
@@ -549,7 +550,7 @@ def test_fused_max_pool_grad_relu_follows_nan_infinity_tie_and_zero_rules(cpu, p
         ref_pool.max_pool2d_grad(grad, dy, x, y, **params)
         ref_activations.relu_grad(expected, grad, x)
     fused = nan_like(x.shape, np.float32)
-    cpu.kernel("max_pool2d_grad_relu")(fused, dy, x, y, x, **params)
+    cpu.kernel(op_named("max_pool2d_grad_relu"))(fused, dy, x, y, x, **params)
     assert_same_bits(fused, expected)
     assert np.isnan(fused).any() and np.signbit(fused[fused == 0]).any()          # both rules were exercised
     if params["stride"] == params["kernel_size"]:                                   # the last row: in no window
@@ -560,11 +561,11 @@ def test_fused_pool_grad_relu_explains_mismatched_shapes_and_dtypes(cpu):
     params = {"kernel_size": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))}
     x, y = np.ones((1, 2, 4, 4), np.float32), np.ones((1, 2, 2, 2), np.float32)
     with pytest.raises(ValueError, match="relu_y"):
-        cpu.kernel("max_pool2d_grad_relu")(np.empty_like(x), y, x, y, np.ones((1, 2, 4, 3), np.float32), **params)
+        cpu.kernel(op_named("max_pool2d_grad_relu"))(np.empty_like(x), y, x, y, np.ones((1, 2, 4, 3), np.float32), **params)
     with pytest.raises(ValueError, match="relu_y"):
-        cpu.kernel("avg_pool2d_grad_relu")(np.empty_like(x), y, np.ones((1, 2, 4, 3), np.float32), **params)
+        cpu.kernel(op_named("avg_pool2d_grad_relu"))(np.empty_like(x), y, np.ones((1, 2, 4, 3), np.float32), **params)
     with pytest.raises(TypeError, match="float32"):
-        cpu.kernel("max_pool2d_grad_relu")(np.empty_like(x), y, x, y, x.astype(np.float64), **params)
+        cpu.kernel(op_named("max_pool2d_grad_relu"))(np.empty_like(x), y, x, y, x.astype(np.float64), **params)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -811,8 +812,11 @@ def test_adding_a_full_matrix_is_not_fused_into_a_dense_step():
 TWO_THREAD_CHECK = textwrap.dedent("""
     import numpy as np
     from graphnet.backends import get_backend
+    import graphnet.ops.fused
     from graphnet.backends.reference import conv, linalg, pool
+    from graphnet.op import REGISTRY
     cpu = get_backend("cpu")
+    op_named = {op.name: op for op in reversed(REGISTRY)}.get   # reshape: the first of the two that share it
     rng = np.random.default_rng(0)
     def close(a, b):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(b).max())))
@@ -822,11 +826,11 @@ TWO_THREAD_CHECK = textwrap.dedent("""
         bias = rng.standard_normal(n).astype(np.float32)
         out, ref = np.full((m, n), np.nan, np.float32), np.empty((m, n), np.float32)
         linalg.matmul(ref, a, b, transpose_a=ta, transpose_b=tb)
-        cpu.kernel("dense_relu")(out, a, b, bias, transpose_a=ta, transpose_b=tb)
+        cpu.kernel(op_named("dense_relu"))(out, a, b, bias, transpose_a=ta, transpose_b=tb)
         close(out, np.maximum(ref + bias, 0))
     a, b = rng.standard_normal((6, 1, 30, 20)).astype(np.float32), rng.standard_normal((5, 20, 40)).astype(np.float32)
     out = np.full((6, 5, 30, 40), np.nan, np.float32)
-    cpu.kernel("matmul")(out, a, b, transpose_a=False, transpose_b=False)
+    cpu.kernel(op_named("matmul"))(out, a, b, transpose_a=False, transpose_b=False)
     close(out, a @ b)
     for groups, w_shape in ((1, (8, 6, 3, 3)), (6, (6, 1, 3, 3)), (1, (8, 6, 1, 1))):
         params = dict(stride=(1, 1), padding=((1, 1), (1, 1)) if w_shape[2] == 3 else ((0, 0), (0, 0)),
@@ -841,19 +845,19 @@ TWO_THREAD_CHECK = textwrap.dedent("""
             ref_out = np.empty(shape, np.float32)
             getattr(conv, name)(ref_out, *inputs, **params)
             out = np.full(shape, np.nan, np.float32)
-            cpu.kernel(name)(out, *inputs, **params)
+            cpu.kernel(op_named(name))(out, *inputs, **params)
             close(out, ref_out)
             for tile_images in (None, 2, 3):           # batched: 5 images in tiles of 1 to 3, shared by two threads
                 batched = ("batched-col2im+sgemm" if name == "conv2d_grad_input" else "batched-im2col+sgemm")
                 out = np.full(shape, np.nan, np.float32)
-                cpu.kernel(name)(out, *inputs, algorithm=batched, tile_images=tile_images, **params)
+                cpu.kernel(op_named(name))(out, *inputs, algorithm=batched, tile_images=tile_images, **params)
                 close(out, ref_out)
     x = rng.standard_normal((4, 16, 32, 32)).astype(np.float32)
     for kind in ("max", "avg"):
         params = dict(kernel_size=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0)))
         y, ref_y = np.full((4, 16, 16, 16), np.nan, np.float32), np.empty((4, 16, 16, 16), np.float32)
         getattr(pool, kind + "_pool2d")(ref_y, x, **params)
-        cpu.kernel(kind + "_pool2d")(y, x, **params)
+        cpu.kernel(op_named(kind + "_pool2d"))(y, x, **params)
         close(y, ref_y)
     r = np.maximum(x, 0)                               # the fused pool gradients: each thread its own scratch
     for params in (dict(kernel_size=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0))),
@@ -864,11 +868,11 @@ TWO_THREAD_CHECK = textwrap.dedent("""
         dy = rng.standard_normal(y_shape).astype(np.float32)
         for kind, inputs in (("max", (dy, r, y)), ("avg", (dy,))):
             grad, in_row = np.empty_like(r), np.empty_like(r)
-            cpu.kernel(kind + "_pool2d_grad")(grad, *inputs, **params)
-            cpu.kernel("relu_grad")(in_row, grad, r)
+            cpu.kernel(op_named(kind + "_pool2d_grad"))(grad, *inputs, **params)
+            cpu.kernel(op_named("relu_grad"))(in_row, grad, r)
             for relu_y in (r, r.copy()):
                 fused = np.full_like(r, np.nan)
-                cpu.kernel(kind + "_pool2d_grad_relu")(fused, *inputs, relu_y, **params)
+                cpu.kernel(op_named(kind + "_pool2d_grad_relu"))(fused, *inputs, relu_y, **params)
                 assert np.array_equal(fused, in_row), kind
     print("ok")
 """)

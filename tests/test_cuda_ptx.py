@@ -1,7 +1,7 @@
 """The PTX build check: every CUDA kernel of graphnet compiles to PTX and `ptxas` assembles it, for compute
 capabilities 7.5, 8.0 and 9.0 — without a GPU.
 
-It runs `python -m graphnet.cuda.ptx_check` in a subprocess because Numba's simulator, which the other CUDA tests
+It runs `python -m graphnet.backends.cuda.ptx_check` in a subprocess because Numba's simulator, which the other CUDA tests
 switch on for this whole pytest process, replaces numba.cuda and cannot compile. It needs numba-cuda,
 nvidia-cuda-nvrtc==13.0.* and the CUDA 13.0 toolkit (libnvvm and ptxas); where they are missing it fails rather
 than skips, saying what is missing. The register and shared-memory table is printed (pytest -s shows it).
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_kernel_compiles_to_ptx_and_assembles_for_sm75_sm80_sm90():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    run = subprocess.run([sys.executable, "-m", "graphnet.cuda.ptx_check", "--cc", "7.5", "8.0", "9.0"],
+    run = subprocess.run([sys.executable, "-m", "graphnet.backends.cuda.ptx_check", "--cc", "7.5", "8.0", "9.0"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     print(run.stdout)
     assert run.returncode == 0, f"PTX check failed:\n{run.stdout[-6000:]}\n{run.stderr[-6000:]}"

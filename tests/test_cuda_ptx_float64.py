@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from graphnet.cuda.ptx_check import float64_instructions
+from graphnet.backends.cuda.ptx_check import float64_instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,8 +43,8 @@ def test_float64_arithmetic_is_found_in_ptx_and_moves_are_not():
 CHECK = textwrap.dedent('''
     import json
     from numba import cuda
-    from graphnet.cuda import ptx_check
-    from graphnet.cuda.registry import DEVICE_KERNELS, register_generic
+    from graphnet.backends.cuda import ptx_check
+    from graphnet.backends.cuda.registry import DEVICE_KERNELS, register_generic
 
     @cuda.jit
     def deliberately_wrong(out, y):

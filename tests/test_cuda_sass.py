@@ -1,7 +1,7 @@
 """What the GEMM kernels compile to: the K loop's machine code, read with nvdisasm — without a GPU.
 
 No test here times anything. They check properties of the compiled inner loop that decide how fast it can run
-on any GPU (see graphnet/cuda/sass_report.py): shared memory is read in runs of neighbours (four floats at a
+on any GPU (see graphnet/backends/cuda/sass_report.py): shared memory is read in runs of neighbours (four floats at a
 time), no integer division by a runtime value and no register spill is left inside the K loop, and fused
 multiply-adds are a floor share of the instructions issued per K step. The floors sit a little under what the
 kernels compile to today (sm_90, numba-cuda 0.30, CUDA 13.0 ptxas: 52% for matmul 64x64, 27–46% for the
@@ -9,7 +9,7 @@ convolutions). The kernels before the rewrite of 2026-11-29 compiled to 28% for 
 convolutions, with 17–36 calls to a 64-bit division routine in their K loop and one-float shared-memory loads;
 the share, call and load tests each fail on them.
 
-Runs `python -m graphnet.cuda.sass_report` in a subprocess, like the PTX check, because the simulator that the
+Runs `python -m graphnet.backends.cuda.sass_report` in a subprocess, like the PTX check, because the simulator that the
 other CUDA tests switch on cannot compile.
 """
 import os
@@ -36,7 +36,7 @@ EXPECTED = {       # kernel: (least FFMA share of the instructions per K step, w
 @pytest.fixture(scope="module")
 def report():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    run = subprocess.run([sys.executable, "-m", "graphnet.cuda.sass_report", "--cc", "9.0", "--kernels", *EXPECTED],
+    run = subprocess.run([sys.executable, "-m", "graphnet.backends.cuda.sass_report", "--cc", "9.0", "--kernels", *EXPECTED],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     print(run.stdout)
     assert run.returncode == 0, f"the SASS report failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"

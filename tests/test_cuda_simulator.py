@@ -29,9 +29,10 @@ if not USABLE:
 
 from numba import cuda  # noqa: E402
 
-from graphnet.cuda import gemm  # noqa: E402
+from graphnet.backends.cuda import gemm  # noqa: E402
 from graphnet.shapes import conv_output_size  # noqa: E402
 from test_conv_pool_kernels import conv_configs, conv_out_shape  # noqa: E402
+from kernels_by_name import op_named  # noqa: E402
 
 # the simulator's NumPy scalars warn where the GPU's 64-bit arithmetic silently wraps (dropout's hash)
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
@@ -154,7 +155,7 @@ def device(array):
 def test_every_gemm_tiling_on_sizes_that_are_not_multiples_of_the_tile(tiling):
     a, b = random((19, 21), "float32"), random((21, 18), "float32")
     out = device(np.full((19, 18), np.nan, "float32"))
-    get_backend("cuda").kernels["matmul"](out, device(a), device(b), transpose_a=False, transpose_b=False,
+    get_backend("cuda").kernels[op_named("matmul")](out, device(a), device(b), transpose_a=False, transpose_b=False,
                                           tiling=tiling)
     np.testing.assert_allclose(out.copy_to_host(), a @ b, rtol=1e-5, atol=1e-5)
 
@@ -208,7 +209,7 @@ def test_conv_kernels_on_every_tiling_and_split_k(tiling):
                                             ("conv2d_grad_input", (dy, w), x.shape, {}),
                                             ("conv2d_grad_weight", (dy, x), w.shape, {"splits": 3})):
         out = device(np.full(out_shape, np.nan))
-        kernels[which](out, *map(device, inputs), tiling=tiling, **extra, **params)
+        kernels[op_named(which)](out, *map(device, inputs), tiling=tiling, **extra, **params)
         np.testing.assert_allclose(out.copy_to_host(), conv_reference(which, x, w, dy, params), rtol=1e-9,
                                    atol=1e-11, err_msg=which)
 
@@ -225,7 +226,7 @@ def test_strided_input_gradient_finds_every_tap_by_its_phase(stride, dilation, p
     dy = random((2, 4, oh, ow))
     params = dict(stride=stride, padding=((pt, pb), (pl, pr)), dilation=dilation, groups=1)
     out = device(np.full(x.shape, np.nan))
-    get_backend("cuda").kernels["conv2d_grad_input"](out, device(dy), device(w), **params)
+    get_backend("cuda").kernels[op_named("conv2d_grad_input")](out, device(dy), device(w), **params)
     np.testing.assert_allclose(out.copy_to_host(), conv_reference("conv2d_grad_input", x, w, dy, params),
                                rtol=1e-9, atol=1e-11)
 
@@ -246,7 +247,7 @@ def test_implicit_gemm_on_random_geometries(config, tiling, splits, relu):
             ("conv2d_grad_weight", (dy, x), conv_reference("conv2d_grad_weight", x, w, dy, params),
              {"splits": splits})):
         out = device(np.full(reference.shape, np.nan))
-        kernels[which](out, *map(device, inputs), tiling=tiling, **extra, **params)
+        kernels[op_named(which)](out, *map(device, inputs), tiling=tiling, **extra, **params)
         np.testing.assert_allclose(out.copy_to_host(), reference, rtol=1e-9, atol=1e-11, err_msg=which)
 
 
@@ -368,7 +369,7 @@ def test_everything_lives_on_the_device_and_the_arena_is_allocated_once(monkeypa
 
 def test_launches_are_bound_once_and_replayed_through_the_driver():
     """On a GPU every launch is packed for cuLaunchKernel after its first run; the simulator says why not."""
-    from graphnet.cuda.launch import NO_FAST_LAUNCH
+    from graphnet.backends.cuda.launch import NO_FAST_LAUNCH
     with gn.Graph():
         x = gn.placeholder((None, 4), name="x")
         w = gn.variable(random((4, 3), "float32"))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import graphnet as gn
 from graphnet import nn, optim
+from kernels_by_name import op_named  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------
 # The textbook, in NumPy: each function applies the updates for the gradients `grads` to w0 and returns w.
@@ -365,7 +366,7 @@ def test_an_update_stays_three_steps_where_a_later_read_of_the_weight_needs_the_
 
 def test_the_fused_update_kernel_explains_a_mismatched_call():
     from graphnet.backends import get_backend
-    sgd_update = get_backend("cpu").kernels["sgd_update"]
+    sgd_update = get_backend("cpu").kernels[op_named("sgd_update")]
     w, g = np.ones((2, 3), "float32"), np.ones((3, 2), "float32")
     with pytest.raises(ValueError, match="sgd_update"):
         sgd_update(w, np.float32([0.1]), np.ones(5, "float32"), w, w)

@@ -1,6 +1,6 @@
 # cython: language_level=3
 """Reductions along a run of values shared by several kernel modules: the sum in double (reduce.pyx,
-normalization.pyx) and the NaN-propagating maximum (activations.pyx, losses.pyx)."""
+regularization.pyx) and the NaN-propagating maximum (activations.pyx, losses.pyx)."""
 from graphnet._ext._buffers cimport real
 
 cdef enum:

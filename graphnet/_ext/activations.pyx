@@ -29,6 +29,8 @@ cimport numpy as cnp
 from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
                         require_size, same_floats, shape_of, size)
 from ._sums cimport row_max
+from graphnet.ops.activations import (Elu, EluGrad, LeakyRelu, LeakyReluGrad, LogSoftmax, LogSoftmaxGrad, Relu,
+                                      ReluGrad, Sigmoid, SigmoidGrad, Softmax, SoftmaxGrad, Tanh, TanhGrad)
 
 cnp.import_array()
 
@@ -323,10 +325,10 @@ def _plan_axis(params, in_shapes, out_shape, dtype):
     return dict(params, layout=layout, algorithm="last-axis" if layout[2] == 1 else "strided-axis")
 
 
-KERNELS = {"relu": relu, "relu_grad": relu_grad, "leaky_relu": leaky_relu, "leaky_relu_grad": leaky_relu_grad,
-           "elu": elu, "elu_grad": elu_grad, "sigmoid": sigmoid, "sigmoid_grad": sigmoid_grad,
-           "tanh": tanh_, "tanh_grad": tanh_grad, "softmax": softmax, "log_softmax": log_softmax,
-           "softmax_grad": softmax_grad, "log_softmax_grad": log_softmax_grad}
+KERNELS = {Relu: relu, ReluGrad: relu_grad, LeakyRelu: leaky_relu, LeakyReluGrad: leaky_relu_grad,
+           Elu: elu, EluGrad: elu_grad, Sigmoid: sigmoid, SigmoidGrad: sigmoid_grad,
+           Tanh: tanh_, TanhGrad: tanh_grad, Softmax: softmax, LogSoftmax: log_softmax,
+           SoftmaxGrad: softmax_grad, LogSoftmaxGrad: log_softmax_grad}
 
-SPECIALIZE = {"softmax": _plan_axis, "log_softmax": _plan_axis, "softmax_grad": _plan_axis,
-              "log_softmax_grad": _plan_axis}
+SPECIALIZE = {Softmax: _plan_axis, LogSoftmax: _plan_axis, SoftmaxGrad: _plan_axis,
+              LogSoftmaxGrad: _plan_axis}

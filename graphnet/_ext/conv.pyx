@@ -71,6 +71,8 @@ from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_thr
                                   restore_blas_threads)
 from graphnet._ext._buffers cimport data, real, require_floats
 from graphnet._ext._windows cimport Window, col2im_image, im2col_image, im2col_image_rows
+from graphnet.ops.conv import Conv2d, Conv2dGradInput, Conv2dGradWeight
+from graphnet.ops.fused import Conv2dRelu
 
 cnp.import_array()
 
@@ -776,10 +778,9 @@ def _workspace(direction):
     return rule
 
 
-KERNELS = {"conv2d": conv2d, "conv2d_relu": conv2d_relu, "conv2d_grad_input": conv2d_grad_input,
-           "conv2d_grad_weight": conv2d_grad_weight}
-SPECIALIZE = {"conv2d": _specialize(FORWARD), "conv2d_relu": _specialize(FORWARD),
-              "conv2d_grad_input": _specialize(GRAD_INPUT), "conv2d_grad_weight": _specialize(GRAD_WEIGHT)}
-WORKSPACE = {"conv2d": _workspace(FORWARD), "conv2d_relu": _workspace(FORWARD),
-             "conv2d_grad_input": _workspace(GRAD_INPUT), "conv2d_grad_weight": _workspace(GRAD_WEIGHT)}
-FUSIONS = {("conv2d", "relu"): "conv2d_relu"}
+KERNELS = {Conv2d: conv2d, Conv2dRelu: conv2d_relu, Conv2dGradInput: conv2d_grad_input,
+           Conv2dGradWeight: conv2d_grad_weight}
+SPECIALIZE = {Conv2d: _specialize(FORWARD), Conv2dRelu: _specialize(FORWARD),
+              Conv2dGradInput: _specialize(GRAD_INPUT), Conv2dGradWeight: _specialize(GRAD_WEIGHT)}
+WORKSPACE = {Conv2d: _workspace(FORWARD), Conv2dRelu: _workspace(FORWARD),
+             Conv2dGradInput: _workspace(GRAD_INPUT), Conv2dGradWeight: _workspace(GRAD_WEIGHT)}

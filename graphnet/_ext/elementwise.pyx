@@ -37,7 +37,10 @@ import numpy as np
 
 from ._buffers cimport (MAX_DIMS, PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real,
                         require_floats, require_size, same_floats, shape_of, size)
-from graphnet.backends.fusion import is_scaled_step
+from graphnet.ops import elementwise as ops     # as ops.Add: this module's Add, Sub, ... are its C structs
+from graphnet.ops.reduce import BroadcastTo
+from graphnet.ops.dtypes import Cast
+from graphnet.ops.fused import SgdUpdate
 
 cnp.import_array()
 
@@ -593,10 +596,8 @@ cdef void _scaled_step_typed(bint single, void* out, const void* u, const void* 
 
 def sgd_update(cnp.ndarray out, cnp.ndarray scale, cnp.ndarray x, cnp.ndarray u, cnp.ndarray variable):
     """variable ← u − scale·x, with out the variable's storage: the fused mul(scale, x) → sub(u, ·) →
-    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs) and
-    may come second, as in mul(g, η)."""
-    if size(scale) != 1:
-        scale, x = x, scale
+    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs),
+    first whichever side of the mul it was on (SgdUpdate.kernel_inputs)."""
     require_floats("sgd_update", out, (scale, x, u))
     require_size("sgd_update", "the scale", scale, 1)
     require_size("sgd_update", "the gradient", x, size(out))
@@ -614,11 +615,10 @@ def sgd_update(cnp.ndarray out, cnp.ndarray scale, cnp.ndarray x, cnp.ndarray u,
         _scaled_step_typed(single, po, pu, px, pa, n)
 
 
-KERNELS = {"add": add, "sub": sub, "mul": mul, "div": div, "maximum": maximum, "minimum": minimum,
-           "select_grad": select_grad, "broadcast_to": broadcast_to,
-           "neg": neg, "exp": exp_, "log": log_, "sqrt": sqrt_, "pow": pow_, "cast": cast, "sgd_update": sgd_update}
-FUSIONS = {("mul", ("sub", 1), ("assign", 1)): "sgd_update"}
-CAN_FUSE = {"sgd_update": is_scaled_step}
+KERNELS = {ops.Add: add, ops.Sub: sub, ops.Mul: mul, ops.Div: div, ops.Maximum: maximum, ops.Minimum: minimum,
+           ops.SelectGrad: select_grad, BroadcastTo: broadcast_to,
+           ops.Neg: neg, ops.Exp: exp_, ops.Log: log_, ops.Sqrt: sqrt_, ops.Pow: pow_, Cast: cast, SgdUpdate: sgd_update}
 
-SPECIALIZE = {"add": _plan_walk, "sub": _plan_walk, "mul": _plan_walk, "div": _plan_walk, "maximum": _plan_walk,
-              "minimum": _plan_walk, "select_grad": _plan_walk, "broadcast_to": _plan_broadcast_to}
+SPECIALIZE = {ops.Add: _plan_walk, ops.Sub: _plan_walk, ops.Mul: _plan_walk, ops.Div: _plan_walk,
+              ops.Maximum: _plan_walk, ops.Minimum: _plan_walk, ops.SelectGrad: _plan_walk,
+              BroadcastTo: _plan_broadcast_to}

@@ -24,6 +24,8 @@ from ..errors import FeedError
 from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
                         require_size, same_floats, shape_of, size)
 from ._sums cimport row_max
+from graphnet.ops.losses import (BceGrad, BinaryCrossEntropyWithLogits, Mse, MseGrad, SoftmaxCrossEntropy,
+                                 SoftmaxCrossEntropyGrad)
 
 cnp.import_array()
 
@@ -315,7 +317,7 @@ def bce_grad(cnp.ndarray out, cnp.ndarray dloss, cnp.ndarray z, cnp.ndarray t, *
     _run_loss_grad(BCE_LOGITS if wrt == "logits" else BCE_TARGETS, "bce_grad", out, dloss, z, t)
 
 
-KERNELS = {"softmax_cross_entropy": softmax_cross_entropy,
-           "softmax_cross_entropy_grad": softmax_cross_entropy_grad,
-           "mse": mse, "mse_grad": mse_grad,
-           "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "bce_grad": bce_grad}
+KERNELS = {SoftmaxCrossEntropy: softmax_cross_entropy,
+           SoftmaxCrossEntropyGrad: softmax_cross_entropy_grad,
+           Mse: mse, MseGrad: mse_grad,
+           BinaryCrossEntropyWithLogits: binary_cross_entropy_with_logits, BceGrad: bce_grad}

@@ -55,6 +55,8 @@ import numpy as np
 
 from graphnet._ext._buffers cimport data, real, require_floats
 from graphnet._ext._windows cimport Window, first_inside, stop_inside
+from graphnet.ops.pool import AvgPool2d, AvgPool2dGrad, MaxPool2d, MaxPool2dGrad
+from graphnet.ops.fused import AvgPool2dGradReluGrad, MaxPool2dGradReluGrad
 
 cnp.import_array()
 
@@ -575,8 +577,6 @@ def avg_pool2d_grad_relu(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray relu_y, *,
         kernel_size, stride, padding, relu_y)
 
 
-KERNELS = {"max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad, "avg_pool2d": avg_pool2d,
-           "avg_pool2d_grad": avg_pool2d_grad, "max_pool2d_grad_relu": max_pool2d_grad_relu,
-           "avg_pool2d_grad_relu": avg_pool2d_grad_relu}
-FUSIONS = {("max_pool2d_grad", "relu_grad"): "max_pool2d_grad_relu",
-           ("avg_pool2d_grad", "relu_grad"): "avg_pool2d_grad_relu"}
+KERNELS = {MaxPool2d: max_pool2d, MaxPool2dGrad: max_pool2d_grad, AvgPool2d: avg_pool2d,
+           AvgPool2dGrad: avg_pool2d_grad, MaxPool2dGradReluGrad: max_pool2d_grad_relu,
+           AvgPool2dGradReluGrad: avg_pool2d_grad_relu}

@@ -30,6 +30,8 @@ import numpy as np
 from ._sums cimport run_sum
 from ._buffers cimport (MAX_DIMS, PARALLEL_MIN, RELEASE_GIL_MIN, data, is_single, real, require_size, same_floats,
                         shape_of)
+from graphnet.ops.reduce import Max, MaxGrad, Mean, Sum
+from graphnet.ops.elementwise import SumTo
 
 cnp.import_array()
 
@@ -443,7 +445,7 @@ def _plan_reduction(params, in_shapes, out_shape, dtype):
     return dict(params, axes=tuple(params["axes"]), plan=plan, algorithm=plan.algorithm)
 
 
-KERNELS = {"sum": sum_, "mean": mean, "max": max_, "max_grad": max_grad, "sum_to": sum_to}
+KERNELS = {Sum: sum_, Mean: mean, Max: max_, MaxGrad: max_grad, SumTo: sum_to}
 
-SPECIALIZE = {"sum": _plan_reduction, "mean": _plan_reduction, "max": _plan_reduction,
-              "max_grad": _plan_reduction, "sum_to": _plan_reduction}
+SPECIALIZE = {Sum: _plan_reduction, Mean: _plan_reduction, Max: _plan_reduction,
+              MaxGrad: _plan_reduction, SumTo: _plan_reduction}

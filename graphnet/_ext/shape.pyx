@@ -30,6 +30,8 @@ cimport numpy as cnp
 import numpy as np
 
 from ._buffers cimport MAX_DIMS, PARALLEL_MIN, RELEASE_GIL_MIN, data, require_size, shape_of, size
+from graphnet.ops.shape import Concat, ConcatGrad, GetItem, GetItemGrad, Reshape, ReshapeLike, Transpose
+from graphnet.ops.state import Assign
 
 cnp.import_array()
 
@@ -423,8 +425,8 @@ def _plan_getitem_grad(params, in_shapes, out_shape, dtype):
     return dict(params, index=tuple(params["index"]), walk=walk, algorithm=walk.algorithm)
 
 
-KERNELS = {"reshape": reshape, "assign": assign, "transpose": transpose, "concat": concat,
-           "concat_grad": concat_grad, "getitem": getitem, "getitem_grad": getitem_grad}
+KERNELS = {Reshape: reshape, ReshapeLike: reshape, Assign: assign, Transpose: transpose, Concat: concat,
+           ConcatGrad: concat_grad, GetItem: getitem, GetItemGrad: getitem_grad}
 
-SPECIALIZE = {"transpose": _plan_transpose, "concat": _plan_concat, "concat_grad": _plan_concat_grad,
-              "getitem": _plan_getitem, "getitem_grad": _plan_getitem_grad}
+SPECIALIZE = {Transpose: _plan_transpose, Concat: _plan_concat, ConcatGrad: _plan_concat_grad,
+              GetItem: _plan_getitem, GetItemGrad: _plan_getitem_grad}

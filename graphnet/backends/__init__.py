@@ -2,7 +2,7 @@
 
     reference   NumPy, in graphnet/backends/reference: the textbook every other backend is tested against
     cpu         Cython kernels from graphnet/_ext, in graphnet/backends/cpu
-    cuda        Numba CUDA kernels from graphnet/cuda, in graphnet/backends/cuda.py: everything on the GPU
+    cuda        Numba CUDA kernels, in graphnet/backends/cuda: everything on the GPU
     auto        cuda where it can run, else cpu where its kernels are built, else reference — said in one line
 """
 from ..errors import GraphError
@@ -59,7 +59,7 @@ def _choose_device():
         return "cuda", why_not_cuda
     if "cpu" in _BACKENDS:
         try:
-            missing = set(get_backend("reference").kernels) - set(get_backend("cpu").kernels)
+            missing = set(unfused_ops(get_backend("reference"))) - set(get_backend("cpu").kernels)
         except Exception as error:                      # the compiled extension failed to load
             missing, failure = None, error
         if missing == set():
@@ -68,6 +68,12 @@ def _choose_device():
                        else f"it has no kernel yet for {len(missing)} ops, e.g. {sorted(missing)[0]}")
         return "reference", f"no CUDA: {why_not_cuda}; not cpu: {why_not_cpu}"
     return "reference", f"no CUDA: {why_not_cuda}"
+
+
+def unfused_ops(backend):
+    """The op classes a backend has kernels for, less the fused ones (a backend need not fuse)."""
+    from ..ops.fused import Fused
+    return [op for op in backend.kernels if not issubclass(op, Fused)]
 
 
 def _reference():

@@ -1,55 +1,71 @@
-"""The interface every backend implements: kernels by op name, and ownership of its buffers.
+"""The interface every backend implements: kernels by op class, and ownership of its buffers.
 
 A compiled program asks its backend for one arena (a block of bytes sized by the memory plan), for views into it,
 for variable storage, and for copies in (feeds) and out (fetches). A GPU backend keeps all of them on the device.
+
+Kernels come from kernel modules, one per family of ops (activations, conv, ...) on every backend; each defines
+at module level, keyed by op class:
+    KERNELS     {op class: fn(out, *inputs, **params)}                     what the schedule calls; writes into out
+    SPECIALIZE  {op class: fn(params, in_shapes, out_shape, dtype) -> params}   optional: choose an algorithm
+    WORKSPACE   {op class: fn(params, in_shapes, out_shape, dtype) -> nbytes}   optional: scratch memory
+A kernel's params may carry "algorithm"; the printed schedule shows it, as in cpu.conv2d[im2col+sgemm].
 """
+import importlib
+import pkgutil
+
 import numpy as np
 
 from ..errors import GraphError
 
 
-class Backend:
-    """Kernels are looked up by op name and called as `fn(out, *inputs, **params)`; they write into `out`.
+def kernel_modules(package):
+    """The modules of a kernel package that define KERNELS, imported."""
+    modules = [importlib.import_module(f"{package.__name__}.{info.name}")
+               for info in pkgutil.iter_modules(package.__path__)]
+    return [m for m in modules if hasattr(m, "KERNELS")]
 
-    Hooks a backend may override, all called once per plan (at compile time, never per run):
-      specialize(op, params, in_shapes, out_shape, dtype) -> params   choose an algorithm, precompute constants
-      workspace_nbytes(...)                                             scratch bytes; passed as params["workspace"]
-      kernel_label(op, params)                                          what the printed schedule shows
-      fusions, fusion_rules                                             chains of ops one kernel runs as one step
+
+class Backend:
+    """Kernels are looked up by op class and called as `fn(out, *inputs, **params)`; they write into `out`.
+
+    Hooks, all called once per plan (at compile time, never per run):
+      specialize(op class, params, in_shapes, out_shape, dtype) -> params   choose an algorithm, precompute
+      workspace_nbytes(...)                                                  scratch bytes: params["workspace"]
+      kernel_label(op class, params)                                         what the printed schedule shows
     """
     name = None
-    kernels = {}             # op name -> fn(out, *inputs, **params), writing into `out`
     reads_host_arrays = True  # kernels may read a fed NumPy array in place (a GPU backend copies it to the device)
+    fuses = True              # chains of ops run as the fused ops (graphnet/ops/fused.py) it has kernels for
 
-    # (op name, op name, ...) -> fused kernel name. A chain fuses when each node's only reader is the next node,
-    # which takes it as its first input — or the input an element (op name, slot) names; the fused kernel gets the
-    # first node's inputs, then each later node's other inputs in order, and the first node's params:
-    # fn(out, *first.inputs, *later_other_inputs, **first_params).
-    fusions = {}
-    fusion_rules = {}        # fused kernel name -> fn(chain, shapes) -> bool, where not every such chain qualifies
+    def __init__(self, modules):
+        self.kernels, self._specialize, self._workspace = {}, {}, {}
+        for module in modules:
+            self.kernels.update(module.KERNELS)
+            self._specialize.update(getattr(module, "SPECIALIZE", {}))
+            self._workspace.update(getattr(module, "WORKSPACE", {}))
 
-    def specialize(self, op_name, params, in_shapes, out_shape, dtype):
-        return params
+    def has_kernel(self, op_class):
+        return op_class in self.kernels
 
-    def can_fuse(self, pattern, chain, shapes):
-        """Whether this chain of nodes, matched by `pattern`, may run as the fused kernel (e.g. only a per-column
-        bias add)."""
-        rule = self.fusion_rules.get(self.fusions[pattern])
-        return rule(chain, shapes) if rule else True
-
-    def kernel(self, op_name):
+    def kernel(self, op_class):
         try:
-            return self.kernels[op_name]
+            return self.kernels[op_class]
         except KeyError:
-            raise GraphError(f"device '{self.name}' has no kernel for op '{op_name}'") from None
+            raise GraphError(f"device '{self.name}' has no kernel for op '{op_class.name}'") from None
 
-    def kernel_label(self, op_name, params):
-        """What the printed schedule shows as the kernel: which implementation was chosen for this step."""
-        return f"{self.name}.{op_name}"
+    def specialize(self, op_class, params, in_shapes, out_shape, dtype):
+        rule = self._specialize.get(op_class)
+        return rule(params, in_shapes, out_shape, dtype) if rule else params
 
-    def workspace_nbytes(self, op_name, params, in_shapes, out_shape, dtype):
+    def workspace_nbytes(self, op_class, params, in_shapes, out_shape, dtype):
         """Scratch bytes a kernel needs during its step (im2col columns, ...); the memory plan provides them."""
-        return 0
+        rule = self._workspace.get(op_class)
+        return rule(params, in_shapes, out_shape, dtype) if rule else 0
+
+    def kernel_label(self, op_class, params):
+        """What the printed schedule shows as the kernel: which implementation was chosen for this step."""
+        algorithm = params.get("algorithm")
+        return f"{self.name}.{op_class.name}" + (f"[{algorithm}]" if algorithm else "")
 
     # Buffers. Host backends use NumPy arrays; a device backend overrides all five.
     def allocate(self, nbytes):

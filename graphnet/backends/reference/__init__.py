@@ -1,13 +1,17 @@
 """The `reference` backend: every kernel in plain NumPy, written to be read.
 
-Each kernel is `fn(out, *inputs, **params)` and writes its result into the preallocated `out`.
+Each kernel is `fn(out, *inputs, **params)` and writes its result into the preallocated `out`. Its fused kernels
+(fused.py) are the compositions the compiled backends' fused kernels are tested against; the reference backend
+itself runs every op as its own step, as the textbook shows them.
 """
-from ..base import Backend
-from . import activations, conv, elementwise, linalg, losses, pool, reduce, regularization, shape, state
+import sys
 
-_MODULES = (activations, conv, elementwise, linalg, losses, pool, reduce, regularization, shape, state)
+from ..base import Backend, kernel_modules
 
 
 class ReferenceBackend(Backend):
     name = "reference"
-    kernels = {name: getattr(module, name) for module in _MODULES for name in module.KERNELS}
+    fuses = False
+
+    def __init__(self):
+        super().__init__(kernel_modules(sys.modules[__name__]))

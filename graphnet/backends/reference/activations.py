@@ -1,8 +1,7 @@
 """Activation kernels and their derivatives (see graphnet/ops/activations.py for the formulas)."""
 import numpy as np
-
-KERNELS = ("relu", "relu_grad", "leaky_relu", "leaky_relu_grad", "elu", "elu_grad", "sigmoid", "sigmoid_grad",
-           "tanh", "tanh_grad", "softmax", "softmax_grad", "log_softmax", "log_softmax_grad")
+from ...ops.activations import (Elu, EluGrad, LeakyRelu, LeakyReluGrad, LogSoftmax, LogSoftmaxGrad, Relu,
+                                ReluGrad, Sigmoid, SigmoidGrad, Softmax, SoftmaxGrad, Tanh, TanhGrad)
 
 
 def relu(out, x):
@@ -64,3 +63,8 @@ def log_softmax(out, x, *, axis):
 
 def log_softmax_grad(out, dy, y, *, axis):
     out[...] = dy - np.exp(y) * np.sum(dy, axis=axis, keepdims=True)
+
+
+KERNELS = {Relu: relu, ReluGrad: relu_grad, LeakyRelu: leaky_relu, LeakyReluGrad: leaky_relu_grad, Elu: elu,
+           EluGrad: elu_grad, Sigmoid: sigmoid, SigmoidGrad: sigmoid_grad, Tanh: tanh, TanhGrad: tanh_grad,
+           Softmax: softmax, SoftmaxGrad: softmax_grad, LogSoftmax: log_softmax, LogSoftmaxGrad: log_softmax_grad}

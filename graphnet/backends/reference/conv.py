@@ -12,8 +12,7 @@ Every kernel is called as `fn(out, *inputs, **params)` and writes its result int
 The parameters arrive normalized: stride=(sh, sw), padding=((pt, pb), (pl, pr)), dilation=(dh, dw), groups=G.
 """
 import numpy as np
-
-KERNELS = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight")
+from ...ops.conv import Conv2d, Conv2dGradInput, Conv2dGradWeight
 
 
 def output_hw(in_hw, kernel_hw, stride, padding, dilation):
@@ -110,3 +109,6 @@ def conv2d_grad_weight(out, dy, x, *, stride, padding, dilation, groups):
         # contract over the batch and the output positions at once
         dw[g] = np.tensordot(dy_groups[:, g], cols[:, g], axes=([0, 2], [0, 2]))
     out[...] = dw.reshape(out.shape)
+
+
+KERNELS = {Conv2d: conv2d, Conv2dGradInput: conv2d_grad_input, Conv2dGradWeight: conv2d_grad_weight}

@@ -1,8 +1,8 @@
 """Elementwise kernels: NumPy ufuncs writing into `out`."""
 import numpy as np
-
-KERNELS = ("add", "sub", "mul", "div", "maximum", "minimum", "neg", "exp", "log", "sqrt", "pow",
-           "select_grad", "sum_to", "cast")
+from ...ops.elementwise import (Add, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, SelectGrad, Sqrt, Sub,
+                                SumTo)
+from ...ops.dtypes import Cast
 
 
 def add(out, a, b):
@@ -65,3 +65,7 @@ def sum_to(out, dy, *, axes):
 def cast(out, x):
     """x converted to out's dtype, as x.astype(out.dtype)."""
     np.copyto(out, x, casting="unsafe")
+
+
+KERNELS = {Add: add, Sub: sub, Mul: mul, Div: div, Maximum: maximum, Minimum: minimum, Neg: neg, Exp: exp, Log: log,
+           Sqrt: sqrt, Pow: pow, SelectGrad: select_grad, SumTo: sum_to, Cast: cast}

@@ -1,7 +1,6 @@
 """Matrix multiplication."""
 import numpy as np
-
-KERNELS = ("matmul",)
+from ...ops.linalg import MatMul
 
 
 def matmul(out, a, b, *, transpose_a, transpose_b):
@@ -11,3 +10,6 @@ def matmul(out, a, b, *, transpose_a, transpose_b):
     if transpose_b:
         b = np.swapaxes(b, -1, -2)
     np.matmul(a, b, out=out)
+
+
+KERNELS = {MatMul: matmul}

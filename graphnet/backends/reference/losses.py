@@ -2,9 +2,8 @@
 import numpy as np
 
 from ...errors import FeedError
-
-KERNELS = ("softmax_cross_entropy", "softmax_cross_entropy_grad", "mse", "mse_grad",
-           "binary_cross_entropy_with_logits", "bce_grad")
+from ...ops.losses import (BceGrad, BinaryCrossEntropyWithLogits, Mse, MseGrad, SoftmaxCrossEntropy,
+                           SoftmaxCrossEntropyGrad)
 
 
 def _check_labels(labels, classes):
@@ -50,3 +49,7 @@ def bce_grad(out, dloss, z, t, *, wrt):
         out[...] = (sigmoid - t) * (dloss / z.size)
     else:
         out[...] = -z * (dloss / z.size)
+
+
+KERNELS = {SoftmaxCrossEntropy: softmax_cross_entropy, SoftmaxCrossEntropyGrad: softmax_cross_entropy_grad, Mse: mse,
+           MseGrad: mse_grad, BinaryCrossEntropyWithLogits: binary_cross_entropy_with_logits, BceGrad: bce_grad}

@@ -13,8 +13,8 @@ Kernels are called as `fn(out, *inputs, **params)` and write into the preallocat
 import numpy as np
 
 from .conv import offset_window
+from ...ops.pool import AvgPool2d, AvgPool2dGrad, MaxPool2d, MaxPool2dGrad
 
-KERNELS = ("max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad")
 
 NO_DILATION = (1, 1)
 
@@ -84,3 +84,7 @@ def avg_pool2d_grad(out, dy, *, kernel_size, stride, padding):
         for s in range(kernel_size[1]):
             offset_window(padded_dx, r, s, out_hw, stride, NO_DILATION)[...] += share
     out[...] = _unpad(padded_dx, padding, out.shape)
+
+
+KERNELS = {MaxPool2d: max_pool2d, MaxPool2dGrad: max_pool2d_grad, AvgPool2d: avg_pool2d,
+           AvgPool2dGrad: avg_pool2d_grad}

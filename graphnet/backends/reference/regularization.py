@@ -1,9 +1,9 @@
 """dropout and batch norm kernels (see graphnet/ops/regularization.py for the formulas)."""
 import numpy as np
 
-from .random import uniform
-
-KERNELS = ("dropout", "batch_norm", "batch_norm_grad_input", "batch_norm_grad_gamma", "variance", "variance_grad")
+from ...random import uniform
+from ...ops.regularization import (BatchNorm, BatchNormGradGamma, BatchNormGradInput, Dropout, Variance,
+                                   VarianceGrad)
 
 
 def dropout(out, x, *, rate, seed, rng):
@@ -47,3 +47,7 @@ def variance_grad(out, dy, x, *, axes, ddof):
     m = np.prod([x.shape[a] for a in axes])
     mu = np.mean(x, axis=axes, keepdims=True)
     out[...] = np.expand_dims(dy, axes) * 2 * (x - mu) / (m - ddof)
+
+
+KERNELS = {Dropout: dropout, BatchNorm: batch_norm, BatchNormGradInput: batch_norm_grad_input,
+           BatchNormGradGamma: batch_norm_grad_gamma, Variance: variance, VarianceGrad: variance_grad}

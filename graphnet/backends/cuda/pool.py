@@ -28,6 +28,8 @@ from .activations import f_relu_grad
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .reduce import is_max
 from .registry import register_generic
+from ...ops.pool import AvgPool2d, AvgPool2dGrad, MaxPool2d, MaxPool2dGrad
+from ...ops.fused import AvgPool2dGradReluGrad, MaxPool2dGradReluGrad
 
 
 @cuda.jit(device=True)
@@ -199,7 +201,5 @@ def avg_pool2d_grad_relu(out, dy, relu_y, *, kernel_size, stride, padding):
     return [avg_pool_backward_launch(out, dy, relu_y, kernel_size, stride, padding)]
 
 
-KERNELS = {"max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad, "max_pool2d_grad_relu": max_pool2d_grad_relu,
-           "avg_pool2d": avg_pool2d, "avg_pool2d_grad": avg_pool2d_grad, "avg_pool2d_grad_relu": avg_pool2d_grad_relu}
-FUSIONS = {("max_pool2d_grad", "relu_grad"): "max_pool2d_grad_relu",
-           ("avg_pool2d_grad", "relu_grad"): "avg_pool2d_grad_relu"}
+KERNELS = {MaxPool2d: max_pool2d, MaxPool2dGrad: max_pool2d_grad, MaxPool2dGradReluGrad: max_pool2d_grad_relu,
+           AvgPool2d: avg_pool2d, AvgPool2dGrad: avg_pool2d_grad, AvgPool2dGradReluGrad: avg_pool2d_grad_relu}

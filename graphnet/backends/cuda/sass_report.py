@@ -1,6 +1,6 @@
 """What the tiled GEMM kernels' K loop compiles to, read from the machine code — no GPU needed.
 
-    python -m graphnet.cuda.sass_report [--cc 9.0] [--kernels matmul[64x64] conv2d[16x128] ...]
+    python -m graphnet.backends.cuda.sass_report [--cc 9.0] [--kernels matmul[64x64] conv2d[16x128] ...]
 
 A multiprocessor's schedulers each issue one instruction per cycle, and only an FFMA (fused multiply-add, two
 floating-point operations) does a GEMM's arithmetic. So the share of FFMA among the instructions a thread issues

@@ -1,6 +1,6 @@
-"""The PTX build check: compile every device kernel of graphnet/cuda to PTX and assemble it with `ptxas`.
+"""The PTX build check: compile every device kernel of graphnet/backends/cuda to PTX and assemble it with `ptxas`.
 
-    python -m graphnet.cuda.ptx_check [--cc 7.5 8.0 9.0] [--jobs 2]
+    python -m graphnet.backends.cuda.ptx_check [--cc 7.5 8.0 9.0] [--jobs 2]
 
 No GPU is needed: `numba.cuda.compile_ptx` runs NVVM (libnvvm from the CUDA toolkit, NVRTC from the wheel
 nvidia-cuda-nvrtc==13.0.*) and `ptxas -v` turns the PTX into machine code for each compute capability, reporting
@@ -43,10 +43,11 @@ def find_ptxas():
 
 
 def all_kernels():
-    """Import every op module (which registers its kernels) and return the registry."""
-    from . import load_tables
+    """Import every kernel module (which registers its device kernels) and return the registry."""
+    import sys
+    from ..base import kernel_modules
     from .registry import DEVICE_KERNELS
-    load_tables()
+    kernel_modules(sys.modules[__package__])
     return DEVICE_KERNELS
 
 

@@ -23,11 +23,13 @@ import math
 import numpy as np
 from numba import cuda, float64, types, uint64
 
-from ..backends.reference.random import splitmix64 as host_splitmix64
-from ..errors import GraphError
+from ...random import splitmix64 as host_splitmix64
+from ...errors import GraphError
 from .launch import BLOCK, BoundLaunch, PerRun, flat, grid_for, shape_of, step_kernel
 from .reduce import block_sum, workspace_array
 from .registry import register_generic
+from ...ops.regularization import (BatchNorm, BatchNormGradGamma, BatchNormGradInput, Dropout, Variance,
+                                  VarianceGrad)
 
 # ---------------------------------------------------------------------------------------------------------------
 # dropout
@@ -241,7 +243,9 @@ def _x_channels(index):
     return lambda params, in_shapes, out_shape, dtype: 4 * tuple(in_shapes[index])[1] * 8
 
 
-KERNELS = {"dropout": dropout, "batch_norm": batch_norm, "batch_norm_grad_input": batch_norm_grad_input,
-           "batch_norm_grad_gamma": batch_norm_grad_gamma, "variance": variance, "variance_grad": variance_grad}
-WORKSPACE = {"batch_norm": _x_channels(0), "batch_norm_grad_input": _x_channels(1),
-             "batch_norm_grad_gamma": _x_channels(1), "variance": _x_channels(0), "variance_grad": _x_channels(1)}
+WORKSPACE = {BatchNorm: _x_channels(0), BatchNormGradInput: _x_channels(1),
+             BatchNormGradGamma: _x_channels(1), Variance: _x_channels(0), VarianceGrad: _x_channels(1)}
+
+
+KERNELS = {Dropout: dropout, BatchNorm: batch_norm, BatchNormGradInput: batch_norm_grad_input,
+           BatchNormGradGamma: batch_norm_grad_gamma, Variance: variance, VarianceGrad: variance_grad}

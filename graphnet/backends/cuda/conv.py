@@ -33,12 +33,14 @@ import numba
 import numpy as np
 from numba import cuda, types
 
-from ..errors import GraphError
+from ...errors import GraphError
 from .gemm import (ADD_BIAS, BIG_ENOUGH, I64, P_SIZE, RELU, RELU_GRAD, TILINGS, U64, Operand, Output, choose_tiling,
                    inside, pack, tiled_gemm)
 from .launch import BoundLaunch, flat, step_kernel, shape_of
 from .reduce import ReductionPlan, SUM_KERNELS, reduction_launches
 from .registry import register
+from ...ops.conv import Conv2d, Conv2dGradInput, Conv2dGradWeight
+from ...ops.fused import Conv2dGradInputReluGrad, Conv2dRelu
 
 # indices into p
 NB, C, H, W, KO, OH, OW, R, S, SH, SW, PT, PL, DH, DW, G, TA, TB = range(5, 23)
@@ -365,11 +367,12 @@ def conv2d_grad_weight(out, dy, x, *, stride, padding, dilation, groups, tiling=
             + reduction_launches(SUM_KERNELS, out, partials, plan, 1.0, None))
 
 
-KERNELS = {"conv2d": conv2d, "conv2d_relu": conv2d_relu, "conv2d_grad_input": conv2d_grad_input,
-           "conv2d_grad_input_relu_grad": conv2d_grad_input_relu_grad, "conv2d_grad_weight": conv2d_grad_weight}
-SPECIALIZE = {"conv2d": specializer("forward"), "conv2d_relu": specializer("forward"),
-              "conv2d_grad_input": specializer("grad_input"),
-              "conv2d_grad_input_relu_grad": specializer("grad_input"),
-              "conv2d_grad_weight": specializer("grad_weight")}
-FUSIONS = {("conv2d", "relu"): "conv2d_relu", ("conv2d_grad_input", "relu_grad"): "conv2d_grad_input_relu_grad"}
-WORKSPACE = {"conv2d_grad_weight": weight_grad_workspace}
+SPECIALIZE = {Conv2d: specializer("forward"), Conv2dRelu: specializer("forward"),
+              Conv2dGradInput: specializer("grad_input"),
+              Conv2dGradInputReluGrad: specializer("grad_input"),
+              Conv2dGradWeight: specializer("grad_weight")}
+WORKSPACE = {Conv2dGradWeight: weight_grad_workspace}
+
+
+KERNELS = {Conv2d: conv2d, Conv2dRelu: conv2d_relu, Conv2dGradInput: conv2d_grad_input,
+           Conv2dGradInputReluGrad: conv2d_grad_input_relu_grad, Conv2dGradWeight: conv2d_grad_weight}

@@ -1,4 +1,4 @@
-"""The list of every device kernel in graphnet/cuda, with the argument types it is compiled for.
+"""The list of every device kernel in graphnet/backends/cuda, with the argument types it is compiled for.
 
 Kernels compile lazily, for the types of the arrays they are first launched with. The PTX build check
 (tests/test_cuda_ptx.py) compiles each one ahead of time instead, with `numba.cuda.compile_ptx`, for float32 and

@@ -36,7 +36,7 @@ Tiling (sizes are compile-time constants — shared arrays need them):
 
 Indices into tiles and arrays are unsigned: Numba wraps a negative signed index around (x[-1] is the last
 element), which costs instructions on every access and stops the compiler from merging four neighbouring loads into
-one. `python -m graphnet.cuda.sass_report` shows what the inner loop compiles to.
+one. `python -m graphnet.backends.cuda.sass_report` shows what the inner loop compiles to.
 
 Per block: BM·BN·BK multiply-adds for (BM + BN)·BK loads, so bigger tiles reuse each load more; small tiles waste
 less when M or N is small. `choose_tiling` picks per product shape at compile time.
@@ -48,7 +48,7 @@ from functools import lru_cache
 import numba
 from numba import cuda
 
-from ..errors import GraphError
+from ...errors import GraphError
 from .activations import f_relu, f_relu_grad
 from .launch import SIMULATED
 

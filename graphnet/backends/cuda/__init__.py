@@ -1,4 +1,4 @@
-"""The `cuda` backend: Numba CUDA kernels from graphnet/cuda, with every buffer on the GPU.
+"""The `cuda` backend: Numba CUDA kernels (the modules of this package), with every buffer on the GPU.
 
 The arena of the memory plan is one device allocation made when a plan is made; every value of the schedule is a
 view into it, variables and constants keep their own device storage (VariableState), feeds are copied in and
@@ -7,14 +7,25 @@ stream, in schedule order; copying a fetch out waits for them.
 
 Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set before Numba is first imported) the same code runs on the
 CPU, thread by thread: slow, but it lets the kernels be tested on a machine without a GPU.
+
+The kernels, one module per family of ops (kernel tables keyed by op class: see graphnet/backends/base.py):
+
+    elementwise    arithmetic with broadcasting           activations   activations, softmax
+    reduce         sum, mean, max and their adjoints      shape         reshape, transpose, concat, slicing
+    gemm           the tiled matrix-product kernel        linalg        matmul on it
+    conv           convolution as implicit GEMMs          pool          max and average pooling
+    losses         mean losses and their gradients        regularization dropout, batch norm
+    launch         grid sizes and launches bound once     layout        strides, broadcasting, merging axes
+    registry       every device kernel with its argument types (for the PTX build check)
 """
 import ctypes.util
 import importlib.util
+import sys
 
 import numpy as np
 
-from ..errors import GraphError
-from .base import Backend
+from ...errors import GraphError
+from ..base import Backend, kernel_modules
 
 
 def simulated():
@@ -64,34 +75,19 @@ class CudaBackend(Backend):
                              "or device='auto' to pick what runs")
         self.description = reason
         from numba import cuda
-        from ..cuda import load_tables
-        from ..cuda.launch import Bound
-        from ..cuda.losses import check_labels, labels_of
+        from .launch import Bound
+        from .losses import check_labels, labels_of
+        super().__init__(kernel_modules(sys.modules[__name__]))
         self._cuda = cuda
         self._bound = Bound
         self._labels_of, self._check_labels = labels_of, check_labels
-        tables = load_tables()
-        self.kernels = tables["KERNELS"]
-        self._specialize = tables["SPECIALIZE"]
-        self._workspace = tables["WORKSPACE"]
-        self.fusions = tables["FUSIONS"]
-        self.fusion_rules = tables["CAN_FUSE"]
 
     # -- compile-time hooks ----------------------------------------------------------------------------------
-    def specialize(self, op_name, params, in_shapes, out_shape, dtype):
+    def specialize(self, op_class, params, in_shapes, out_shape, dtype):
         """The op's own choice of algorithm, plus `bound`: where the step keeps its launches between runs."""
-        rule = self._specialize.get(op_name)
-        params = rule(params, in_shapes, out_shape, dtype) if rule else dict(params)
+        params = dict(super().specialize(op_class, params, in_shapes, out_shape, dtype))
         params["bound"] = self._bound()
         return params
-
-    def workspace_nbytes(self, op_name, params, in_shapes, out_shape, dtype):
-        rule = self._workspace.get(op_name)
-        return rule(params, in_shapes, out_shape, dtype) if rule else 0
-
-    def kernel_label(self, op_name, params):
-        algorithm = params.get("algorithm")
-        return f"cuda.{op_name}" + (f"[{algorithm}]" if algorithm else "")
 
     # -- buffers, all on the device --------------------------------------------------------------------------
     def allocate(self, nbytes):

@@ -17,10 +17,12 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..backends.fusion import is_scaled_step
 from .launch import BLOCK, SIMULATED, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .layout import MAX_DIMS, broadcast_layout
 from .registry import register_generic
+from ...ops.elementwise import Add, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, SelectGrad, Sqrt, Sub
+from ...ops.fused import SgdUpdate
+from ...ops.dtypes import Cast
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -301,19 +303,14 @@ register_generic("scaled_step", scaled_step, lambda f: (f[::1],) * 4)
 @step_kernel
 def sgd_update(out, scale, x, u, variable):
     """variable ← u − scale·x, with out the variable's storage: the fused mul(scale, x) → sub(u, ·) →
-    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs) and
-    may come second, as in mul(g, η). The GPU computes u − scale·x as one fused multiply-add, rounding once where
-    the separate mul and sub round twice: the last bit may differ from theirs."""
-    if scale.size != 1:
-        scale, x = x, scale
+    assign(variable, ·) of w ← w − η·g; scale is one number (a learning rate that may change between runs),
+    first whichever side of the mul it was on (SgdUpdate.kernel_inputs). The GPU computes u − scale·x as one fused
+    multiply-add, rounding once where the separate mul and sub round twice: the last bit may differ from theirs."""
     return [BoundLaunch(scaled_step, grid_for(out.size), BLOCK, [flat(out), flat(scale), flat(x), flat(u)])]
 
 
 KERNELS = {
-    "add": binary(ADD), "sub": binary(SUB), "mul": binary(MUL), "div": binary(DIV),
-    "maximum": binary(MAXIMUM), "minimum": binary(MINIMUM),
-    "neg": unary(NEG), "exp": unary(EXP), "log": unary(LOG), "sqrt": unary(SQRT),
-    "pow": pow, "select_grad": select_grad, "sgd_update": sgd_update, "cast": unary(CAST),
+    Add: binary(ADD), Sub: binary(SUB), Mul: binary(MUL), Div: binary(DIV), Maximum: binary(MAXIMUM),
+    Minimum: binary(MINIMUM), Neg: unary(NEG), Exp: unary(EXP), Log: unary(LOG), Sqrt: unary(SQRT),
+    Pow: pow, SelectGrad: select_grad, SgdUpdate: sgd_update, Cast: unary(CAST),
 }
-FUSIONS = {("mul", ("sub", 1), ("assign", 1)): "sgd_update"}
-CAN_FUSE = {"sgd_update": is_scaled_step}

@@ -33,6 +33,8 @@ cimport numpy as cnp
 from ._sums cimport run_sum
 from ._buffers cimport (PARALLEL_MIN, RELEASE_GIL_MIN, data, is_single, real, require_floats, require_size,
                         same_floats, shape_of, size)
+from graphnet.ops.regularization import (BatchNorm, BatchNormGradGamma, BatchNormGradInput, Dropout, Variance,
+                                         VarianceGrad)
 
 cnp.import_array()
 
@@ -63,7 +65,7 @@ def stream_key(seed, counter):
 
 
 def uniform_stream(seed, counter, Py_ssize_t n):
-    """The first n uniforms of the stream, as a list (for tests: the same numbers as reference.random.uniform)."""
+    """The first n uniforms of the stream, as a list (for tests: the same numbers as graphnet.random.uniform)."""
     cdef uint64_t key = stream_key(seed, counter)
     return [uniform(key, i) for i in range(n)]
 
@@ -414,8 +416,8 @@ def _layout_rule(x_input):
     return plan
 
 
-KERNELS = {"dropout": dropout, "batch_norm": batch_norm, "batch_norm_grad_input": batch_norm_grad_input,
-           "batch_norm_grad_gamma": batch_norm_grad_gamma, "variance": variance, "variance_grad": variance_grad}
+KERNELS = {Dropout: dropout, BatchNorm: batch_norm, BatchNormGradInput: batch_norm_grad_input,
+           BatchNormGradGamma: batch_norm_grad_gamma, Variance: variance, VarianceGrad: variance_grad}
 
-SPECIALIZE = {"batch_norm": _layout_rule(0), "batch_norm_grad_input": _layout_rule(1),
-              "batch_norm_grad_gamma": _layout_rule(1), "variance": _layout_rule(0), "variance_grad": _layout_rule(1)}
+SPECIALIZE = {BatchNorm: _layout_rule(0), BatchNormGradInput: _layout_rule(1),
+              BatchNormGradGamma: _layout_rule(1), Variance: _layout_rule(0), VarianceGrad: _layout_rule(1)}

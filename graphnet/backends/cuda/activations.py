@@ -19,6 +19,8 @@ from numba import cuda
 from .elementwise import Pointwise
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .registry import register_generic
+from ...ops.activations import (Elu, EluGrad, LeakyRelu, LeakyReluGrad, LogSoftmax, LogSoftmaxGrad, Relu,
+                               ReluGrad, Sigmoid, SigmoidGrad, Softmax, SoftmaxGrad, Tanh, TanhGrad)
 
 # ---------------------------------------------------------------------------------------------------------------
 # elementwise activations
@@ -265,10 +267,6 @@ def log_softmax_grad(out, dy, y, *, axis):
     return row_launch(log_softmax_grad_rows, out, [dy, y], axis)
 
 
-KERNELS = {
-    "relu": relu, "relu_grad": relu_grad, "leaky_relu": leaky_relu, "leaky_relu_grad": leaky_relu_grad,
-    "elu": elu, "elu_grad": elu_grad, "sigmoid": sigmoid, "sigmoid_grad": sigmoid_grad,
-    "tanh": tanh, "tanh_grad": tanh_grad,
-    "softmax": softmax, "softmax_grad": softmax_grad, "log_softmax": log_softmax,
-    "log_softmax_grad": log_softmax_grad,
-}
+KERNELS = {Relu: relu, ReluGrad: relu_grad, LeakyRelu: leaky_relu, LeakyReluGrad: leaky_relu_grad, Elu: elu,
+           EluGrad: elu_grad, Sigmoid: sigmoid, SigmoidGrad: sigmoid_grad, Tanh: tanh, TanhGrad: tanh_grad,
+           Softmax: softmax, SoftmaxGrad: softmax_grad, LogSoftmax: log_softmax, LogSoftmaxGrad: log_softmax_grad}

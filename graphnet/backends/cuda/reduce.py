@@ -25,6 +25,8 @@ from numba import cuda, float64, types
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .layout import MAX_DIMS, broadcast_strides, contiguous_strides, numel, reduction_layout, strided_layout
 from .registry import register_generic
+from ...ops.reduce import BroadcastTo, Max, MaxGrad, Mean, Sum
+from ...ops.elementwise import SumTo
 
 ELEMENTS_PER_SPLIT = 8192      # a block of a split reduction takes about this many elements
 MAX_SPLIT_BLOCKS = 256         # blocks of all outputs together, when splitting
@@ -291,9 +293,11 @@ def broadcast_to(out, dy, *, keep_shape, scale):
                         [flat(out), flat(dy), out.dtype.type(scale), sizes, out_strides, dy_strides])]
 
 
-KERNELS = {"sum": reduce_sum, "mean": reduce_mean, "max": reduce_max, "max_grad": max_grad, "broadcast_to": broadcast_to,
-           "sum_to": sum_to}
-SPECIALIZE = {"sum": specialize_reduction, "mean": specialize_reduction, "max": specialize_reduction,
-              "sum_to": specialize_reduction}
-WORKSPACE = {"sum": reduction_workspace, "mean": reduction_workspace, "max": reduction_workspace,
-             "sum_to": reduction_workspace}
+SPECIALIZE = {Sum: specialize_reduction, Mean: specialize_reduction, Max: specialize_reduction,
+              SumTo: specialize_reduction}
+WORKSPACE = {Sum: reduction_workspace, Mean: reduction_workspace, Max: reduction_workspace,
+             SumTo: reduction_workspace}
+
+
+KERNELS = {Sum: reduce_sum, Mean: reduce_mean, Max: reduce_max, MaxGrad: max_grad, BroadcastTo: broadcast_to,
+           SumTo: sum_to}

@@ -28,7 +28,8 @@ import numpy as np
 from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
                                   restore_blas_threads)
 from graphnet._ext._buffers cimport data, real, require_floats
-from graphnet.backends.fusion import is_bias_row_add
+from graphnet.ops.linalg import MatMul
+from graphnet.ops.fused import Dense, DenseRelu
 
 cnp.import_array()
 
@@ -275,7 +276,5 @@ def label_gemm(params, in_shapes, out_shape, dtype):
     return dict(params, algorithm=blas_name(dtype))
 
 
-KERNELS = {"matmul": matmul, "dense": dense, "dense_relu": dense_relu}
-SPECIALIZE = {"matmul": label_gemm, "dense": label_gemm, "dense_relu": label_gemm}
-FUSIONS = {("matmul", "add", "relu"): "dense_relu", ("matmul", "add"): "dense"}
-CAN_FUSE = {"dense": is_bias_row_add, "dense_relu": is_bias_row_add}
+KERNELS = {MatMul: matmul, Dense: dense, DenseRelu: dense_relu}
+SPECIALIZE = {MatMul: label_gemm, Dense: label_gemm, DenseRelu: label_gemm}

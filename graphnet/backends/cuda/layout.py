@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..errors import GraphError
+from ...errors import GraphError
 
 MAX_DIMS = 6
 

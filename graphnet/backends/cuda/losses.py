@@ -20,6 +20,8 @@ from numba import cuda, float64, types
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .reduce import block_sum, workspace_array
 from .registry import register_generic
+from ...ops.losses import (BceGrad, BinaryCrossEntropyWithLogits, Mse, MseGrad, SoftmaxCrossEntropy,
+                          SoftmaxCrossEntropyGrad)
 
 MAX_PARTIALS = 256
 
@@ -261,15 +263,16 @@ def softmax_cross_entropy_grad(out, dloss, logits, labels):
 
 def check_labels(labels, classes):
     """The reference's error for labels that are not class indices in [0, classes)."""
-    from ..errors import FeedError
+    from ...errors import FeedError
     bad = labels[(labels < 0) | (labels >= classes)]
     if bad.size:
         raise FeedError(f"softmax_cross_entropy: labels must be class indices in [0, {classes}), got {bad[0]} "
                         f"({bad.size} out of range)")
 
 
-KERNELS = {"softmax_cross_entropy": softmax_cross_entropy, "softmax_cross_entropy_grad": softmax_cross_entropy_grad,
-           "mse": mse, "mse_grad": mse_grad, "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
-           "bce_grad": bce_grad}
-WORKSPACE = {"mse": mean_workspace, "binary_cross_entropy_with_logits": mean_workspace,
-             "softmax_cross_entropy": cross_entropy_workspace}
+WORKSPACE = {Mse: mean_workspace, BinaryCrossEntropyWithLogits: mean_workspace,
+             SoftmaxCrossEntropy: cross_entropy_workspace}
+
+
+KERNELS = {SoftmaxCrossEntropy: softmax_cross_entropy, SoftmaxCrossEntropyGrad: softmax_cross_entropy_grad, Mse: mse,
+           MseGrad: mse_grad, BinaryCrossEntropyWithLogits: binary_cross_entropy_with_logits, BceGrad: bce_grad}

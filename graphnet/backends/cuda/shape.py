@@ -11,11 +11,13 @@
 """
 from numba import cuda, types
 
-from ..errors import GraphError
+from ...errors import GraphError
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .layout import MAX_DIMS, basic_index_view, contiguous_strides, numel, strided_layout
 from .reduce import offset_of
 from .registry import register_generic
+from ...ops.shape import Concat, ConcatGrad, GetItem, GetItemGrad, Reshape, ReshapeLike, Transpose
+from ...ops.state import Assign
 
 
 @cuda.jit
@@ -115,5 +117,5 @@ def concat_grad(out, dy, *, axis, start, stop):
                        contiguous_strides(dy_shape), shape_of(out), "concat_grad")
 
 
-KERNELS = {"reshape": reshape, "assign": assign, "transpose": transpose, "getitem": getitem,
-           "getitem_grad": getitem_grad, "concat": concat, "concat_grad": concat_grad}
+KERNELS = {Reshape: reshape, ReshapeLike: reshape, Assign: assign, Transpose: transpose, GetItem: getitem,
+           GetItemGrad: getitem_grad, Concat: concat, ConcatGrad: concat_grad}

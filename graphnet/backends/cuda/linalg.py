@@ -20,12 +20,13 @@ import numba
 import numpy as np
 from numba import cuda, types
 
-from ..backends.fusion import is_bias_row_add
 from .gemm import (ADD_BIAS, I64, P_SIZE, RELU, RELU_GRAD, TILINGS, U64, Operand, Output, choose_tiling, pack,
                    tiled_gemm)
 from .launch import BoundLaunch, flat, step_kernel, shape_of
 from .layout import broadcast_strides
 from .registry import register
+from ...ops.linalg import MatMul
+from ...ops.fused import Dense, DenseRelu, MatMulReluGrad
 
 
 @lru_cache(maxsize=None)
@@ -158,9 +159,8 @@ def dense_relu(out, a, b, bias, *, transpose_a, transpose_b, tiling=None, algori
     return [product_launch(out, a, b, bias, transpose_a, transpose_b, tiling, ADD_BIAS | RELU)]
 
 
-KERNELS = {"matmul": matmul, "dense": dense, "dense_relu": dense_relu, "matmul_relu_grad": matmul_relu_grad}
-SPECIALIZE = {"matmul": specialize_matmul, "dense": specialize_matmul, "dense_relu": specialize_matmul,
-              "matmul_relu_grad": specialize_matmul}
-FUSIONS = {("matmul", "add", "relu"): "dense_relu", ("matmul", "add"): "dense",
-           ("matmul", "relu_grad"): "matmul_relu_grad"}
-CAN_FUSE = {"dense": is_bias_row_add, "dense_relu": is_bias_row_add}
+SPECIALIZE = {MatMul: specialize_matmul, Dense: specialize_matmul, DenseRelu: specialize_matmul,
+              MatMulReluGrad: specialize_matmul}
+
+
+KERNELS = {MatMul: matmul, Dense: dense, DenseRelu: dense_relu, MatMulReluGrad: matmul_relu_grad}
