@@ -5,7 +5,7 @@
     3. bind       a backend: the kernels that will run each step
 
 Shapes, the memory plan and the buffers are made per combination of feed shapes, on the first run with it
-(see program.py): `None` sizes are only known then.
+(see planning.py): `None` sizes are only known then.
 """
 import heapq
 

@@ -4,25 +4,26 @@ The first run with a new combination of feed shapes makes a *plan* for it — co
 the memory plan and the buffers — and keeps it; every later run with those shapes only copies the feeds in, calls
 the kernels in order and copies the fetches out. `print(prog)` shows the schedule as a table.
 
-A plan is made in two stages. Its *layout* (shapes, steps, the offset of every buffer in the arena) costs no
-memory and is all that `describe` and `plan` need; its *binding* (the arena allocated, every value a view into
-it) happens before the first run with those shapes. A program keeps the plans of its PLAN_CACHE_SIZE most
-recently used feed shapes (a least-recently-used cache): a run with an older shape makes its plan again.
+A plan is made in two stages. Its *layout* (shapes, steps, the offset of every buffer in the arena: planning.py)
+costs no memory and is all that `describe` and `plan` need; its *binding* (the arena allocated, every value a view
+into it: `Program._bind`) happens before the first run with those shapes. A program keeps the plans of its
+PLAN_CACHE_SIZE most recently used feed shapes (a least-recently-used cache): a run with an older shape makes its
+plan again. This module runs plans; the tables it prints are made in formatting.py.
 """
 import contextlib
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import FeedError, GraphError, ShapeError, ShapeRuleViolation, note_running
-from .fusion import fuse
-from .graph import Tensor, check_sizes, format_shape
-from .memory import Buffer, aligned, plan_offsets
+from .errors import FeedError, note_running
+from .formatting import format_profile, format_schedule, step_name
+from .graph import Tensor, format_shape
 from .numerics import run_checked
-from .op import numel
+from .planning import check_runnable, is_workspace, make_plan
+
+__all__ = ["Program", "PLAN_CACHE_SIZE", "check_feed", "step_name"]     # step_name: for tests/test_schedule.py
 
 
 class RngState:
@@ -32,60 +33,8 @@ class RngState:
         self.counter = 0
 
 
-@dataclass
-class Step:
-    """One kernel call. Usually one node; a fused step runs a chain of nodes and writes only the last one."""
-    nodes: list
-    inputs: list            # the nodes whose values the kernel reads
-    kernel: object          # fn(out, *inputs, **params), or None for a free view
-    label: str
-    params: dict
-    out: object = None
-    ins: list = field(default_factory=list)
-    flops: int = 0
-    nbytes: int = 0         # bytes read + written
-    view_of: int = None     # for a free view (kernel None): the index of the input whose buffer it shares
-    op: type = None         # the op class whose kernel runs: the node's, or the fused op of a chain
-
-    @property
-    def node(self):
-        """The node whose value this step writes."""
-        return self.nodes[-1]
-
-    @property
-    def op_name(self):
-        return "+".join(n.op.name for n in self.nodes)
-
-
 # How many plans (one per combination of feed shapes) a program keeps, the least recently used dropped first.
 PLAN_CACHE_SIZE = 8
-
-
-@dataclass
-class Plan:
-    """Everything a run with one combination of feed shapes needs, made once.
-
-    The layout (the first five fields) is made by `Program._make_plan` and takes no memory; `Program._bind`
-    allocates the arena and fills in the last three before the first run with these shapes."""
-    shapes: dict
-    steps: list
-    buffers: list           # one per computed value and feed, then the kernels' workspaces; each has its offset
-    arena_nbytes: int
-    naive_nbytes: int
-    values: dict = None     # node -> its array (arena view, variable storage or feed buffer)
-    calls: list = None      # (fn, out, ins, params) for the steps that run a kernel
-    call_nodes: list = None  # the node of each call, for error messages
-    feed_readers: dict = None   # placeholder -> [(a call's input list, position)]: where its kernels read it
-
-    @property
-    def bound(self):
-        """Whether the arena is allocated and the calls are ready to run."""
-        return self.calls is not None
-
-
-def is_workspace(buffer):
-    """Whether an arena buffer is a kernel's scratch memory (key ('workspace', step index)) rather than a value."""
-    return isinstance(buffer.key, tuple) and buffer.key[0] == "workspace"
 
 
 class Program:
@@ -240,38 +189,18 @@ class Program:
         with self._plans_lock:
             plan = self._plans.pop(key, None)
             if plan is None:
-                plan = self._make_plan(feed_shapes)
+                plan = make_plan(self, feed_shapes)
             self._plans[key] = plan
             while len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
         return plan
-
-    # -- planning ------------------------------------------------------------------------------------------------
-    def _make_plan(self, feed_shapes):
-        """The layout for these feed shapes: concrete shapes, steps (kernels chosen, costs counted) and the memory
-        plan's offsets. Nothing is allocated: `_bind` does that before a run."""
-        backend = self.backend
-        shapes = self._concrete_shapes(feed_shapes)
-        steps = [self._make_step(chain, fused, shapes)
-                 for chain, fused in fuse(self.order, self.fetches, backend, shapes)]
-        buffers = self._lifetimes(steps, shapes)
-        for index, step in enumerate(steps):
-            if step.kernel is None:
-                continue
-            nbytes = backend.workspace_nbytes(step.op, step.params, [shapes[i] for i in step.inputs],
-                                              shapes[step.node], step.node.dtype)
-            if nbytes:
-                buffers.append(Buffer(("workspace", index), nbytes, index, index))
-        arena_nbytes = plan_offsets(buffers, reuse=self.reuse_memory)
-        naive = sum(aligned(b.nbytes) for b in buffers)
-        return Plan(shapes, steps, buffers, arena_nbytes, naive)
 
     def _bind(self, plan):
         """Allocate the plan's arena and give every value its array: a view of the arena at its offset, the
         storage of a variable or constant, or (for a free view or an assignment) its source's array. Then the
         calls: (kernel, out, ins, params) for each step that runs one."""
         backend, shapes, steps = self.backend, plan.shapes, plan.steps
-        self._check_runnable(shapes)
+        check_runnable(self.nodes, shapes)
         arena = backend.allocate(max(plan.arena_nbytes, 1))
         values = {node: node.attrs["state"].on(backend) for node in self.stored}
         for b in plan.buffers:
@@ -299,94 +228,6 @@ class Program:
                                  for k, i in enumerate(s.inputs) if i is p]
                              for p in self.placeholders if p not in viewed and p not in self.fetches}
         return plan
-
-    def _make_step(self, chain, fused, shapes):
-        """Bind one step: its kernel (chosen by the backend for these shapes), parameters and costs. A chain runs
-        as its fused op, on the inputs the fused op lists, with the first node's parameters."""
-        backend = self.backend
-        first, node = chain[0], chain[-1]
-        inputs = fused.kernel_inputs(chain, shapes) if fused else list(node.inputs)
-        op = fused or type(node.op)
-        in_shapes = [shapes[i] for i in inputs]
-        params = first.op.kernel_params([shapes[i] for i in first.inputs], shapes[first], first.attrs,
-                                        [shapes[r] for r in first.refs])
-        if first.op.uses_rng:
-            params["rng"] = self.rng
-        view_of = node.op.view_of([shapes[i] for i in node.inputs], shapes[node]) if not fused else None
-        if view_of is not None and self._can_alias(node, view_of):
-            return Step(chain, inputs, None, "view (no copy)", params, view_of=view_of, op=op)
-        flops = sum(n.op.flops([shapes[i] for i in n.inputs], shapes[n], n.attrs) for n in chain)
-        read = {id(i): i for i in inputs}.values()      # a fused step may take one array twice: count it once
-        moved = (sum(numel(shapes[i]) * i.dtype.itemsize for i in read) + numel(shapes[node]) * node.dtype.itemsize)
-        params = backend.specialize(op, params, in_shapes, shapes[node], node.dtype)
-        return Step(chain, inputs, backend.kernel(op), backend.kernel_label(op, params), params, flops=flops,
-                    nbytes=moved, op=op)
-
-    @staticmethod
-    def _can_alias(node, index):
-        source = node.inputs[index]
-        return not source.op.is_stored          # a view of stored state would see it change
-
-    def _concrete_shapes(self, feed_shapes):
-        shapes = {}
-        for node in self.nodes:
-            if node.op.is_fed:
-                shapes[node] = tuple(feed_shapes[node])
-                continue
-            try:
-                shape = tuple(node.op.infer_shape([shapes[i] for i in node.inputs], node.attrs,
-                                                  [shapes[r] for r in node.refs]))
-            except ShapeRuleViolation as violation:
-                raise ShapeError(f"{node.op.name} '{node.name}' ({node.site}): {violation} (with the feeds "
-                                 f"{self._fed(feed_shapes)})") from None
-            if len(shape) != len(node.shape) or any(d is not None and d != c for d, c in zip(node.shape, shape)):
-                raise GraphError(f"internal: {node.op.name} '{node.name}' inferred {format_shape(shape)} at run "
-                                 f"time but {format_shape(node.shape)} at build time")
-            check_sizes(shape, f"{node.op.name} '{node.name}' ({node.site}) with the feeds {self._fed(feed_shapes)}")
-            shapes[node] = shape
-        return shapes
-
-    @staticmethod
-    def _fed(feed_shapes):
-        return ", ".join(f"'{p.name}' {format_shape(s)}" for p, s in feed_shapes.items()) or "none"
-
-    def _check_runnable(self, shapes):
-        """Shapes every rule allows but no run can compute (e.g. batch norm's variance of one value): refused when
-        a plan is bound for a run — describing it is still fine."""
-        feed_shapes = {p: shapes[p] for p in self.placeholders}
-        for node in self.nodes:
-            try:
-                node.op.check_runnable([shapes[i] for i in node.inputs], node.attrs)
-            except ShapeRuleViolation as violation:
-                raise ShapeError(f"{node.op.name} '{node.name}' ({node.site}): {violation} (with the feeds "
-                                 f"{self._fed(feed_shapes)})") from None
-
-    def _lifetimes(self, steps, shapes):
-        """One arena buffer per computed value (and per feed), live from its writer to its last reader. A view
-        extends the life of the buffer it looks into; an assignment writes variable storage, not the arena."""
-        root = {}
-        for step in steps:
-            node = step.node
-            if step.kernel is None:
-                source = node.inputs[step.view_of]
-                root[node] = root.get(source, source)
-        buffers = {}
-        for p in self.placeholders:
-            buffers[p] = Buffer(p, numel(shapes[p]) * p.dtype.itemsize, -1, -1)
-        for index, step in enumerate(steps):
-            node = step.node
-            if step.kernel is not None and not node.op.writes_variable:
-                buffers[node] = Buffer(node, numel(shapes[node]) * node.dtype.itemsize, index, index)
-            for i in step.inputs:
-                owner = root.get(i, i)
-                if owner in buffers:
-                    buffers[owner].last = max(buffers[owner].last, index)
-        end = len(steps)
-        for f in self.fetches:
-            owner = root.get(f, f)
-            if owner in buffers:
-                buffers[owner].last = end
-        return list(buffers.values())
 
     # -- reading -------------------------------------------------------------------------------------------------
     def plan(self, batch_size=None, feed_shapes=None):
@@ -434,13 +275,7 @@ class Program:
                 self._execute(feeds, call_seconds)
         seconds = dict(zip(plan.call_nodes, (float(np.median(t)) for t in call_seconds)))
         result = [(step, seconds.get(step.node, 0.0)) for step in plan.steps]
-        total = sum(t for _, t in result) or 1.0
-        print(f"{'step':>4}  {'op':<28} {'name':<34} {'time':>10} {'share':>6} {'GFLOP/s':>8}")
-        for index, (step, t) in enumerate(result):
-            rate = step.flops / t / 1e9 if t else 0.0
-            print(f"{index:>4}  {step.op_name:<28} {step_name(step.nodes):<34} {t * 1e6:>8.1f}µs {t / total:>6.1%} "
-                  f"{rate:>8.2f}")
-        print(f"total {total * 1e3:.3f} ms per run (the steps' medians summed)")
+        print(format_profile(result))
         return result
 
 
@@ -513,67 +348,3 @@ def check_feed(node, value):
                         f"{format_shape(array.shape)}, an axis of {too_long[0]} elements; graphnet's limit is "
                         f"2**31 - 1 = {MAX_SIZE} per axis (BLAS and the kernels index an axis with a 32-bit int)")
     return array
-
-
-def _si(value, unit=""):
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f} {prefix}{unit}".rstrip()
-    return f"{value:.0f} {unit}".rstrip()
-
-
-def _bytes(n):
-    for scale, unit in ((2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB")):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"
-
-
-def step_name(nodes, width=34):
-    """A step's name: the node's, or for a fused step the nodes' names joined by '+' with the first one's scope
-    not repeated (train/conv1/conv2d+relu); a name longer than `width` keeps its end."""
-    first = nodes[0].name
-    scope = first.rsplit("/", 1)[0] + "/" if "/" in first else ""
-    name = "+".join([first] + [n.name[len(scope):] if scope and n.name.startswith(scope) else n.name
-                               for n in nodes[1:]])
-    return name if len(name) <= width else "…" + name[-(width - 1):]
-
-
-def format_schedule(program, plan, guessed_batch, phases=None):
-    steps = plan.steps
-    per_phase = {}
-    for s in steps:
-        per_phase[s.node.phase] = per_phase.get(s.node.phase, 0) + 1
-    counts = ", ".join(f"{n} {p}" for p, n in per_phase.items())
-    feeds = ", ".join(f"{p.name} {format_shape(plan.shapes[p])}" for p in program.placeholders) or "none"
-    lines = [f"Program on '{program.backend.name}': {len(steps)} step{'s' if len(steps) != 1 else ''} ({counts})",
-             f"  feeds: {feeds}" + ("   [None sizes shown as 1: run the program, or describe(batch_size=N)]"
-                                    if guessed_batch and any(None in p.shape for p in program.placeholders) else ""),
-             f"  fetches: {', '.join(f.name for f in program.fetches)}", ""]
-    header = (f"{'#':>3}  {'phase':<8} {'op':<30} {'name':<34} {'output shape':<18} {'FLOPs':>10} {'bytes':>10}"
-              f"  kernel")
-    lines += [header, "-" * len(header)]
-    previous = None
-    hidden = {}
-    for index, s in enumerate(steps):
-        node = s.node
-        if phases is not None and node.phase not in phases:
-            hidden[node.phase] = hidden.get(node.phase, 0) + 1
-            continue
-        if previous is not None and node.phase != previous:
-            lines.append("")
-        previous = node.phase
-        first = s.nodes[0]
-        op = s.op_name + (f" {first.op.describe(first.attrs)}" if first.op.describe(first.attrs) else "")
-        lines.append(f"{index:>3}  {node.phase:<8} {op:<30.30} {step_name(s.nodes):<34} "
-                     f"{format_shape(plan.shapes[node]):<18} {_si(s.flops):>10} {_bytes(s.nbytes):>10}  {s.label}")
-    if hidden:
-        lines += ["", "  (not shown: " + ", ".join(f"{n} {p} steps" for p, n in hidden.items()) + ")"]
-    total_flops = sum(s.flops for s in steps)
-    stored = sum(numel(plan.shapes[n]) * n.dtype.itemsize for n in program.stored)
-    saved = 1 - plan.arena_nbytes / plan.naive_nbytes if plan.naive_nbytes else 0.0
-    lines += ["", f"total: {_si(total_flops, 'FLOP')} per run",
-              f"memory plan: {len(plan.buffers)} buffers in one arena of {_bytes(plan.arena_nbytes)} (planned peak) "
-              f"vs {_bytes(plan.naive_nbytes)} naive (a buffer each): {saved:.0%} saved by reuse",
-              f"stored (variables and constants): {_bytes(stored)}"]
-    return "\n".join(lines)

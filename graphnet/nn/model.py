@@ -23,6 +23,7 @@ from ..errors import GraphError, ShapeError
 from ..graph import Graph, format_shape, placeholder
 from ..messages import warn
 from .layers import Conv2D, GlobalAvgPool2D, Layer, MaxPool2D
+from .summary import format_summary
 
 
 def channels_last_hint(sample_shape):
@@ -226,8 +227,7 @@ class Model(Layer):
     def summary(self, print_fn=print):
         """Print (or, with print_fn=None, return) a table of the layers: output shape, parameters with their
         formula, FLOPs per sample, and the totals split into trainable, frozen and statistics."""
-        from .summary import format_summary
-        text = format_summary(self)
+        text = format_summary(self, [layer for layer in self.walk() if not isinstance(layer, Model)])
         if print_fn is None:
             return text
         print_fn(text)

@@ -9,6 +9,7 @@ and its FLOPs per sample (a multiply-add counts as 2): the sum of its ops' count
 column adds up to the compiled inference program's total. Totals split the parameters into trainable, frozen
 (excluded from training by `freeze`) and statistics (batch norm's running mean and variance: updated, not trained).
 """
+from ..formatting import format_bytes, format_si
 from ..graph import format_shape
 from ..op import numel
 
@@ -17,27 +18,8 @@ def _count(n):
     return f"{n:,}"
 
 
-def _bytes(n):
-    for scale, unit in ((2 ** 20, "MiB"), (2 ** 10, "KiB")):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"
-
-
-def _si(n):
-    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.2f} {prefix}"
-    return f"{n} "
-
-
-def leaf_layers(model):
-    from .model import Model
-    return [layer for layer in model.walk() if not isinstance(layer, Model)]
-
-
-def format_summary(model):
-    layers = leaf_layers(model)
+def format_summary(model, layers):
+    """The table of `model`, one row per layer of `layers` (its layers that are not models, in order)."""
     rows = []
     for layer in layers:
         note = "frozen" if layer.frozen else ""
@@ -66,7 +48,8 @@ def format_summary(model):
     counts = model.parameter_counts()
     total = sum(counts.values())
     nbytes = sum(v.dtype.itemsize * numel(v.shape) for v in model.variables().values())
-    lines += [f"Total params: {_count(total)} ({_bytes(nbytes)})",
+    # the summary's sizes stop at MiB and its FLOPs at G (program tables go on to GiB and T)
+    lines += [f"Total params: {_count(total)} ({format_bytes(nbytes, largest='MiB')})",
               f"  trainable: {_count(counts['trainable'])}",
               f"  frozen: {_count(counts['frozen'])}"
               + (f"  ({', '.join(l.path for l in model.frozen_layers)})" if model.frozen_layers else ""),
@@ -75,7 +58,7 @@ def format_summary(model):
         # model.flops counts every op of the model's call, also those written there directly (a residual addition,
         # a concatenation) that belong to no layer row above
         flops = model.flops if model.flops is not None else sum(layer.flops for layer in layers)
-        lines.append(f"Forward FLOPs per sample: {_count(flops)} ({_si(flops)}FLOP)")
+        lines.append(f"Forward FLOPs per sample: {_count(flops)} ({format_si(flops, 'FLOP', largest='G')})")
         in_layers = sum(layer.flops or 0 for layer in layers)
         if flops != in_layers:
             lines.append(f"  of which in the model's own ops (not in a layer row): {_count(flops - in_layers)}")
