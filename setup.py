@@ -12,6 +12,7 @@ import glob
 import os
 import shutil
 import subprocess
+import importlib.util
 import sys
 import sysconfig
 
@@ -21,6 +22,31 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 RUNTIME = "libgraphnet_gomp.so.1"
+
+
+def load(path, name):
+    """A module of the package read from its file, without importing graphnet (nothing is built yet)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def generate_pointwise_kernels():
+    """graphnet/_ext/pointwise.pyx, the cpu kernels of the pointwise formulas (graphnet/ops/formulas.py);
+    written only when its text changes, so an unchanged build compiles nothing again."""
+    code = load("graphnet/ops/formula_code.py", "_graphnet_formula_code")
+    formulas = load("graphnet/ops/formulas.py", "_graphnet_formulas")
+    text = code.cython_source(formulas.FORMULAS)
+    target = "graphnet/_ext/pointwise.pyx"
+    if not os.path.exists(target) or open(target).read() != text:
+        with open(target + ".tmp", "w") as file:
+            file.write(text)
+        os.replace(target + ".tmp", target)
+
+
+generate_pointwise_kernels()
 SOURCES = sorted(glob.glob("graphnet/_ext/*.pyx"))
 if not SOURCES:
     sys.exit("setup.py: no Cython sources in graphnet/_ext (*.pyx): this source tree or distribution is incomplete, "

@@ -1,14 +1,7 @@
 # cython: language_level=3, boundscheck=False, cdivision=True, initializedcheck=False
-"""Activation kernels of the cpu backend and their derivatives (formulas in graphnet/ops/activations.py).
-
-Pointwise, one pass each, with the same rounding choices as the NumPy reference:
-
-    relu             y = max(x, 0)   (NaN stays NaN)      relu_grad        dx = dy · [y > 0]
-    leaky_relu       y = x if x > 0 else s·x               leaky_relu_grad  dx = dy if x > 0 else s·dy
-    elu              y = x if x > 0 else α(eˣ − 1)         elu_grad         dx = dy if x > 0 else dy·(y + α)
-    sigmoid          y = 1/(1 + e⁻ˣ) for x ≥ 0, eˣ/(1 + eˣ) for x < 0 (e^−|x| never overflows)
-                                                           sigmoid_grad     dx = dy·y·(1 − y)
-    tanh             y = tanh x                            tanh_grad        dx = dy·(1 − y²)
+"""Softmax and log-softmax along an axis on the cpu backend, and their gradients (formulas in
+graphnet/ops/activations.py; the pointwise activations are generated from graphnet/ops/formulas.py into
+pointwise.pyx).
 
 Along one axis, where the tensor is read as (outer, L, inner) — L the axis' length, inner the elements after it
 — so that each of the outer·inner rows is L elements `inner` apart (contiguous when the axis is the last):
@@ -18,184 +11,30 @@ Along one axis, where the tensor is read as (outer, L, inner) — L the axis' le
     softmax_grad     dxᵢ = yᵢ·(dyᵢ − Σⱼ dyⱼ·yⱼ)
     log_softmax_grad dxᵢ = dyᵢ − e^(yᵢ)·Σⱼ dyⱼ
 
-Sums along a row are accumulated in double. Parallel (OpenMP) over tiles, or over rows, once a tensor is large
-enough to pay for waking the threads.
+Sums along a row are accumulated in double. Parallel (OpenMP) over rows once a tensor is large enough to pay for
+waking the threads.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, expm1, expm1f, fabs, log, tanh, tanhf
+from libc.math cimport exp, expf, log
 
 cimport numpy as cnp
 
-from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
-                        require_size, same_floats, shape_of, size)
+from ._buffers cimport (PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats, require_size,
+                        same_floats, shape_of)
 from ._sums cimport row_max
-from graphnet.ops.activations import (Elu, EluGrad, LeakyRelu, LeakyReluGrad, LogSoftmax, LogSoftmaxGrad, Relu,
-                                      ReluGrad, Sigmoid, SigmoidGrad, Softmax, SoftmaxGrad, Tanh, TanhGrad)
+from graphnet.ops.activations import LogSoftmax, LogSoftmaxGrad, Softmax, SoftmaxGrad
 
 cnp.import_array()
-
-cdef enum:
-    TILE = 4096
-
-cdef enum Pointwise:
-    RELU, RELU_GRAD, LEAKY_RELU, LEAKY_RELU_GRAD, ELU, ELU_GRAD, SIGMOID, SIGMOID_GRAD, TANH, TANH_GRAD
 
 cdef enum AlongAxis:
     SOFTMAX, LOG_SOFTMAX, SOFTMAX_GRAD, LOG_SOFTMAX_GRAD
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# pointwise
 
 cdef inline real _exp(real x) noexcept nogil:
     if real is float:
         return expf(x)
     else:
         return exp(x)
-
-
-cdef inline real _sigmoid(real x) noexcept nogil:
-    cdef real e = _exp(-fabs(x))
-    return <real>1 / (<real>1 + e) if x >= 0 else e / (<real>1 + e)
-
-
-cdef void _pointwise_run(int fn, real* out, const real* a, const real* b, const real* c, real p,
-                         Py_ssize_t n) noexcept nogil:
-    """One loop per function, so each compiles (and vectorizes) on its own; a, b, c are the kernel's inputs."""
-    cdef Py_ssize_t i
-    if fn == RELU:
-        for i in range(n):
-            out[i] = a[i] if (a[i] > 0 or a[i] != a[i]) else <real>0        # np.maximum(x, 0)
-    elif fn == RELU_GRAD:                                                       # a = dy, b = y
-        for i in range(n):
-            out[i] = a[i] * (<real>1 if b[i] > 0 else <real>0)
-    elif fn == LEAKY_RELU:
-        for i in range(n):
-            out[i] = a[i] if a[i] > 0 else p * a[i]
-    elif fn == LEAKY_RELU_GRAD:                                                 # a = dy, b = x
-        for i in range(n):
-            out[i] = a[i] if b[i] > 0 else p * a[i]
-    elif fn == ELU:
-        for i in range(n):
-            if a[i] > 0:
-                out[i] = a[i]
-            elif real is float:
-                out[i] = p * expm1f(a[i])
-            else:
-                out[i] = p * expm1(a[i])
-    elif fn == ELU_GRAD:                                                        # a = dy, b = x, c = y
-        for i in range(n):
-            out[i] = a[i] if b[i] > 0 else a[i] * (c[i] + p)
-    elif fn == SIGMOID:
-        for i in range(n):
-            out[i] = _sigmoid(a[i])
-    elif fn == SIGMOID_GRAD:                                                    # a = dy, b = y
-        for i in range(n):
-            out[i] = a[i] * b[i] * (<real>1 - b[i])
-    elif fn == TANH:
-        for i in range(n):
-            if real is float:
-                out[i] = tanhf(a[i])
-            else:
-                out[i] = tanh(a[i])
-    else:                                                                       # TANH_GRAD: a = dy, b = y
-        for i in range(n):
-            out[i] = a[i] * (<real>1 - b[i] * b[i])
-
-
-cdef void _pointwise(int fn, real* out, const real* a, const real* b, const real* c, real p,
-                     Py_ssize_t n) noexcept nogil:
-    cdef bint costly = fn == ELU or fn == SIGMOID or fn == TANH
-    cdef Py_ssize_t tile, n_tiles = (n + TILE - 1) // TILE
-    cdef Py_ssize_t start
-    if n_tiles > 1 and n >= (PARALLEL_MIN_COSTLY if costly else PARALLEL_MIN):
-        for tile in prange(n_tiles, schedule="static"):
-            start = tile * TILE
-            _pointwise_run(fn, out + start, a + start, (b + start) if b != NULL else b,
-                           (c + start) if c != NULL else c, p, min(<Py_ssize_t>TILE, n - start))
-    else:
-        _pointwise_run(fn, out, a, b, c, p, n)
-
-
-cdef void _pointwise_typed(bint single, int fn, void* out, const void* a, const void* b, const void* c, double p,
-                           Py_ssize_t n) noexcept nogil:
-    if single:
-        _pointwise(fn, <float*>out, <const float*>a, <const float*>b, <const float*>c, <float>p, n)
-    else:
-        _pointwise(fn, <double*>out, <const double*>a, <const double*>b, <const double*>c, p, n)
-
-
-cdef int _run_pointwise(int fn, str kernel, cnp.ndarray out, cnp.ndarray a, cnp.ndarray b=None,
-                        cnp.ndarray c=None, double p=0.0) except -1:
-    if not same_floats(out, a, b, c):
-        require_floats(kernel, out, tuple(x for x in (a, b, c) if x is not None))
-    cdef Py_ssize_t n = size(out)
-    require_size(kernel, "input 1", a, n)
-    if b is not None:
-        require_size(kernel, "input 2", b, n)
-    if c is not None:
-        require_size(kernel, "input 3", c, n)
-    cdef void* po = data(out)
-    cdef void* pa = data(a)
-    cdef void* pb = NULL if b is None else data(b)
-    cdef void* pc = NULL if c is None else data(c)
-    cdef bint single = is_single(out)
-    if n >= RELEASE_GIL_MIN:
-        with nogil:
-            _pointwise_typed(single, fn, po, pa, pb, pc, p, n)
-    else:
-        _pointwise_typed(single, fn, po, pa, pb, pc, p, n)
-    return 0
-
-
-def relu(cnp.ndarray out, cnp.ndarray x):
-    """y = max(x, 0)"""
-    _run_pointwise(RELU, "relu", out, x)
-
-
-def relu_grad(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray y):
-    """dx = dy · [y > 0]  (y is relu's output: y > 0 exactly where x > 0)"""
-    _run_pointwise(RELU_GRAD, "relu_grad", out, dy, y)
-
-
-def leaky_relu(cnp.ndarray out, cnp.ndarray x, *, double slope):
-    """y = x if x > 0 else slope·x"""
-    _run_pointwise(LEAKY_RELU, "leaky_relu", out, x, None, None, slope)
-
-
-def leaky_relu_grad(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, *, double slope):
-    """dx = dy if x > 0 else slope·dy"""
-    _run_pointwise(LEAKY_RELU_GRAD, "leaky_relu_grad", out, dy, x, None, slope)
-
-
-def elu(cnp.ndarray out, cnp.ndarray x, *, double alpha):
-    """y = x if x > 0 else α(eˣ − 1)"""
-    _run_pointwise(ELU, "elu", out, x, None, None, alpha)
-
-
-def elu_grad(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, cnp.ndarray y, *, double alpha):
-    """dx = dy if x > 0 else dy·(y + α)"""
-    _run_pointwise(ELU_GRAD, "elu_grad", out, dy, x, y, alpha)
-
-
-def sigmoid(cnp.ndarray out, cnp.ndarray x):
-    """y = 1 / (1 + e⁻ˣ), never overflowing"""
-    _run_pointwise(SIGMOID, "sigmoid", out, x)
-
-
-def sigmoid_grad(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray y):
-    """dx = dy·y·(1 − y)"""
-    _run_pointwise(SIGMOID_GRAD, "sigmoid_grad", out, dy, y)
-
-
-def tanh_(cnp.ndarray out, cnp.ndarray x):
-    """y = tanh x"""
-    _run_pointwise(TANH, "tanh", out, x)
-
-
-def tanh_grad(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray y):
-    """dx = dy·(1 − y²)"""
-    _run_pointwise(TANH_GRAD, "tanh_grad", out, dy, y)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -325,10 +164,7 @@ def _plan_axis(params, in_shapes, out_shape, dtype):
     return dict(params, layout=layout, algorithm="last-axis" if layout[2] == 1 else "strided-axis")
 
 
-KERNELS = {Relu: relu, ReluGrad: relu_grad, LeakyRelu: leaky_relu, LeakyReluGrad: leaky_relu_grad,
-           Elu: elu, EluGrad: elu_grad, Sigmoid: sigmoid, SigmoidGrad: sigmoid_grad,
-           Tanh: tanh_, TanhGrad: tanh_grad, Softmax: softmax, LogSoftmax: log_softmax,
-           SoftmaxGrad: softmax_grad, LogSoftmaxGrad: log_softmax_grad}
+KERNELS = {Softmax: softmax, LogSoftmax: log_softmax, SoftmaxGrad: softmax_grad, LogSoftmaxGrad: log_softmax_grad}
 
 SPECIALIZE = {Softmax: _plan_axis, LogSoftmax: _plan_axis, SoftmaxGrad: _plan_axis,
               LogSoftmaxGrad: _plan_axis}

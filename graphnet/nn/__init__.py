@@ -14,13 +14,15 @@ Calling a model on a tensor with training=True or training=False builds the bran
 uses the same variables, so a training program and an inference program compiled from them share the weights.
 """
 from . import initializers
-from .layers import (ELU, Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Layer,
-                     LeakyReLU, LogSoftmax, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh, output_size)
+from .layers import (ELU, GELU, Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Hardsigmoid,
+                     Hardswish, Layer, LeakyReLU, LogSoftmax, MaxPool2D, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus,
+                     Tanh, output_size)
 from .model import Model, Sequential
 from .normalization import BatchNorm, BatchNorm1D, BatchNorm2D, GroupNorm, InstanceNorm, LayerNorm
 from . import zoo  # noqa: E402 — the classic architectures, built from the layers above
 
 __all__ = ["initializers", "Layer", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten",
            "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+           "ReLU6", "GELU", "SiLU", "Softplus", "Hardsigmoid", "Hardswish",
            "BatchNorm", "BatchNorm1D", "BatchNorm2D", "LayerNorm", "GroupNorm", "InstanceNorm", "Model",
            "Sequential", "output_size", "zoo"]

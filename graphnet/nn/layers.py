@@ -21,12 +21,13 @@ from .. import ops
 from ..errors import GraphError, ShapeError, user_site
 from ..graph import Tensor, format_shape, variable
 from ..op import numel
+from ..ops.formulas import FORMULAS
+from ..ops.pointwise import FUNCTIONS
 from . import initializers
 
-ACTIVATIONS = {
-    "relu": ops.relu, "leaky_relu": ops.leaky_relu, "elu": ops.elu, "sigmoid": ops.sigmoid, "tanh": ops.tanh,
-    "softmax": ops.softmax, "log_softmax": ops.log_softmax,
-}
+# Every pointwise formula declared as an activation (graphnet/ops/formulas.py), and softmax along the last axis.
+ACTIVATIONS = {f.name: FUNCTIONS[f.name] for f in FORMULAS if f.activation}
+ACTIVATIONS.update(softmax=ops.softmax, log_softmax=ops.log_softmax)
 
 
 def activation_function(activation):
@@ -420,6 +421,43 @@ class ELU(Activation):
 
     def __init__(self, alpha=1.0, name=None):
         super().__init__(name=name, alpha=alpha)
+
+
+class ReLU6(Activation):
+    """min(max(x, 0), 6)"""
+    kind, function = "relu6", "relu6"
+
+
+class GELU(Activation):
+    """x·Φ(x); approximate="tanh" takes the tanh form (as PyTorch's nn.GELU)"""
+    kind, function = "gelu", "gelu"
+
+    def __init__(self, approximate="none", name=None):
+        if approximate not in ("none", "tanh"):
+            raise GraphError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        if approximate == "tanh":
+            self.kind = self.function = "gelu_tanh"
+        super().__init__(name=name)
+
+
+class SiLU(Activation):
+    """x·σ(x) (swish)"""
+    kind, function = "silu", "silu"
+
+
+class Softplus(Activation):
+    """log(1 + eˣ)"""
+    kind, function = "softplus", "softplus"
+
+
+class Hardsigmoid(Activation):
+    """relu6(x + 3) / 6"""
+    kind, function = "hard_sigmoid", "hard_sigmoid"
+
+
+class Hardswish(Activation):
+    """x·relu6(x + 3) / 6"""
+    kind, function = "hard_swish", "hard_swish"
 
 
 class Sigmoid(Activation):

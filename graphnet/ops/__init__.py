@@ -1,5 +1,8 @@
-"""The ops: one module per family, each op a shape rule, a gradient rule, a FLOP count and a kernel name."""
-from .activations import elu, leaky_relu, log_softmax, maxout, relu, sigmoid, softmax, tanh
+"""The ops: one module per family, each op a shape rule, a gradient rule and a FLOP count; pointwise ops are
+declared as formulas (formulas.py)."""
+from .activations import log_softmax, maxout, softmax
+from .pointwise import *  # noqa: F401,F403 — relu, sigmoid, softplus, gelu, clip, … (graphnet/ops/formulas.py)
+from .pointwise import __all__ as _pointwise
 from .conv import conv2d
 from .dtypes import cast
 from .elementwise import add, div, exp, log, maximum, minimum, mul, neg, pow, sqrt, sub
@@ -11,4 +14,4 @@ from .regularization import batch_norm, dropout
 from .shape import concat, flatten, getitem, reshape, transpose
 from .state import assign
 
-__all__ = ['elu', 'leaky_relu', 'log_softmax', 'maxout', 'relu', 'sigmoid', 'softmax', 'tanh', 'conv2d', 'cast', 'add', 'div', 'exp', 'log', 'maximum', 'minimum', 'mul', 'neg', 'pow', 'sqrt', 'sub', 'matmul', 'binary_cross_entropy_with_logits', 'mse', 'softmax_cross_entropy', 'avg_pool2d', 'global_avg_pool2d', 'max_pool2d', 'max', 'mean', 'sum', 'batch_norm', 'dropout', 'concat', 'flatten', 'getitem', 'reshape', 'transpose', 'assign']
+__all__ = _pointwise + ['log_softmax', 'maxout', 'softmax', 'conv2d', 'cast', 'add', 'div', 'exp', 'log', 'maximum', 'minimum', 'mul', 'neg', 'pow', 'sqrt', 'sub', 'matmul', 'binary_cross_entropy_with_logits', 'mse', 'softmax_cross_entropy', 'avg_pool2d', 'global_avg_pool2d', 'max_pool2d', 'max', 'mean', 'sum', 'batch_norm', 'dropout', 'concat', 'flatten', 'getitem', 'reshape', 'transpose', 'assign']

@@ -1,7 +1,7 @@
-"""Activation functions and their derivatives.
+"""Activations along an axis, and maxout. The pointwise activations (relu, sigmoid, softplus, gelu, …) are
+declared as formulas in graphnet/ops/formulas.py and made in graphnet/ops/pointwise.py; their classes are
+importable from here too.
 
-    relu(x) = max(x, 0)                 leaky_relu(x) = x if x > 0 else slope·x
-    elu(x) = x if x > 0 else α(eˣ − 1)  sigmoid(x) = 1 / (1 + e⁻ˣ)      tanh(x)
     softmax(x)ᵢ = e^(xᵢ − m) / Σⱼ e^(xⱼ − m),  m = maxⱼ xⱼ  (subtracting m keeps exp from overflowing)
     log_softmax(x)ᵢ = xᵢ − m − log Σⱼ e^(xⱼ − m)
     maxout(x, k): the max over k linear pieces — groups of k consecutive features
@@ -10,6 +10,13 @@ from ..errors import GraphError
 from ..graph import format_shape
 from ..op import Op, numel
 from ._util import apply, checked, normalize_axes, require_float, tensors
+from .pointwise import OPS
+
+Relu, ReluGrad = OPS["relu"]
+LeakyRelu, LeakyReluGrad = OPS["leaky_relu"]
+Elu, EluGrad = OPS["elu"]
+Sigmoid, SigmoidGrad = OPS["sigmoid"]
+Tanh, TanhGrad = OPS["tanh"]
 
 
 class Activation(Op):
@@ -20,79 +27,6 @@ class Activation(Op):
 class Derivative(Activation):
     """dy times the activation's derivative: the gradient op of an activation."""
     differentiable = False
-
-    def infer_shape(self, in_shapes, attrs, ref_shapes):
-        return in_shapes[0]
-
-
-class Relu(Activation):
-    name = "relu"
-
-    def gradient(self, node, dy):
-        return [apply(ReluGrad(), [dy, node], name="relu_grad")]
-
-
-class ReluGrad(Derivative):
-    """dy · [y > 0]: reading relu's output y rather than its input (y > 0 exactly where x > 0) frees the input,
-    so a backend may fuse relu into the op before it."""
-    name = "relu_grad"
-
-
-class LeakyRelu(Activation):
-    name = "leaky_relu"
-
-    def describe(self, attrs):
-        return f"slope={attrs['slope']:g}"
-
-    def gradient(self, node, dy):
-        return [apply(LeakyReluGrad(), [dy, node.inputs[0]], dict(node.attrs), name="leaky_relu_grad")]
-
-
-class LeakyReluGrad(Derivative):
-    """dy · (1 if x > 0 else slope)"""
-    name = "leaky_relu_grad"
-
-
-class Elu(Activation):
-    name = "elu"
-
-    def describe(self, attrs):
-        return f"alpha={attrs['alpha']:g}"
-
-    def gradient(self, node, dy):
-        return [apply(EluGrad(), [dy, node.inputs[0], node], dict(node.attrs), name="elu_grad")]
-
-
-class EluGrad(Derivative):
-    """dy · (1 if x > 0 else y + α), since α(eˣ − 1) + α = αeˣ"""
-    name = "elu_grad"
-
-
-class Sigmoid(Activation):
-    name = "sigmoid"
-
-    def flops(self, in_shapes, out_shape, attrs):
-        return 4 * numel(out_shape)
-
-    def gradient(self, node, dy):
-        return [apply(SigmoidGrad(), [dy, node], name="sigmoid_grad")]
-
-
-class SigmoidGrad(Derivative):
-    """dy · y(1 − y)"""
-    name = "sigmoid_grad"
-
-
-class Tanh(Activation):
-    name = "tanh"
-
-    def gradient(self, node, dy):
-        return [apply(TanhGrad(), [dy, node], name="tanh_grad")]
-
-
-class TanhGrad(Derivative):
-    """dy · (1 − y²)"""
-    name = "tanh_grad"
 
 
 class Softmax(Activation):
@@ -129,30 +63,6 @@ def _activation(op, x, name, **attrs):
     (x,) = tensors(x)
     require_float(x, op.name)
     return apply(op, [x], attrs, name=name)
-
-
-def relu(x, name=None):
-    """max(x, 0)"""
-    return _activation(Relu(), x, name)
-
-
-def leaky_relu(x, slope=0.01, name=None):
-    """x if x > 0 else slope·x"""
-    return _activation(LeakyRelu(), x, name, slope=float(slope))
-
-
-def elu(x, alpha=1.0, name=None):
-    """x if x > 0 else α(eˣ − 1)"""
-    return _activation(Elu(), x, name, alpha=float(alpha))
-
-
-def sigmoid(x, name=None):
-    """1 / (1 + e⁻ˣ), computed without overflow for large |x|."""
-    return _activation(Sigmoid(), x, name)
-
-
-def tanh(x, name=None):
-    return _activation(Tanh(), x, name)
 
 
 def softmax(x, axis=-1, name=None):

@@ -1,6 +1,8 @@
-"""Activation kernels and their derivatives (formulas in graphnet/ops/activations.py), and softmax along an axis.
+"""Softmax along an axis and its gradient (formulas in graphnet/ops/activations.py), and the ReLU device functions
+the fused kernels' epilogues apply (gemm.py, conv.py, pool.py). The pointwise ops themselves, relu included, are
+made from their formulas in pointwise.py.
 
-Activations are elementwise (see elementwise.py). Softmax reads whole rows: the tensor is viewed as
+Softmax reads whole rows: the tensor is viewed as
 (outer, L, inner) with L the softmax axis, element (o, l, i) at o·L·inner + l·inner + i, and one thread owns one
 row (o, i):
 
@@ -16,14 +18,12 @@ import math
 
 from numba import cuda
 
-from .elementwise import Pointwise
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel, shape_of
 from .registry import register_generic
-from ...ops.activations import (Elu, EluGrad, LeakyRelu, LeakyReluGrad, LogSoftmax, LogSoftmaxGrad, Relu,
-                               ReluGrad, Sigmoid, SigmoidGrad, Softmax, SoftmaxGrad, Tanh, TanhGrad)
+from ...ops.activations import LogSoftmax, LogSoftmaxGrad, Softmax, SoftmaxGrad
 
 # ---------------------------------------------------------------------------------------------------------------
-# elementwise activations
+# the ReLU of fused epilogues
 
 
 @cuda.jit(device=True)
@@ -40,120 +40,6 @@ def f_relu_grad(dy, y, p):
     """dy · [y > 0], a multiplication as in the reference (NaN or ±inf times 0 is NaN, −1 times 0 is −0); a float
     times a boolean keeps the float's type"""
     return dy * (y > 0)
-
-
-@cuda.jit(device=True)
-def f_leaky_relu(x, slope):
-    return x if x > 0 else slope * x
-
-
-@cuda.jit(device=True)
-def f_leaky_relu_grad(dy, x, slope):
-    return dy if x > 0 else slope * dy
-
-
-@cuda.jit(device=True)
-def f_elu(x, alpha):
-    """x if x > 0 else α(eˣ − 1): only x ≤ 0 (or NaN) reaches expm1, so it never overflows"""
-    return x if x > 0 else alpha * math.expm1(x)
-
-
-@cuda.jit(device=True)
-def f_elu_grad(dy, x, y, alpha):
-    """α(eˣ − 1) + α = αeˣ = y + α"""
-    return dy if x > 0 else dy * (y + alpha)
-
-
-# sigmoid, tanh and their gradients get `one` = 1 in x's type as their constant: a literal 1 is an int64, and
-# `1 - y` with a float32 y would compute in float64.
-
-@cuda.jit(device=True)
-def f_sigmoid(x, one):
-    """1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) for x < 0: neither overflows."""
-    e = math.exp(-abs(x))
-    if x >= 0:
-        return one / (one + e)
-    return e / (one + e)
-
-
-@cuda.jit(device=True)
-def f_sigmoid_grad(dy, y, one):
-    """dy · y(1 − y)"""
-    return dy * y * (one - y)
-
-
-@cuda.jit(device=True)
-def f_tanh(x, p):
-    return math.tanh(x)
-
-
-@cuda.jit(device=True)
-def f_tanh_grad(dy, y, one):
-    """dy · (1 − y²)"""
-    return dy * (one - y * y)
-
-
-RELU = Pointwise("relu", f_relu, 1)
-RELU_GRAD = Pointwise("relu_grad", f_relu_grad, 2)
-LEAKY_RELU = Pointwise("leaky_relu", f_leaky_relu, 1)
-LEAKY_RELU_GRAD = Pointwise("leaky_relu_grad", f_leaky_relu_grad, 2)
-ELU = Pointwise("elu", f_elu, 1)
-ELU_GRAD = Pointwise("elu_grad", f_elu_grad, 3)
-SIGMOID = Pointwise("sigmoid", f_sigmoid, 1)
-SIGMOID_GRAD = Pointwise("sigmoid_grad", f_sigmoid_grad, 2)
-TANH = Pointwise("tanh", f_tanh, 1)
-TANH_GRAD = Pointwise("tanh_grad", f_tanh_grad, 2)
-
-
-@step_kernel
-def relu(out, x):
-    return RELU.launches(out, [x])
-
-
-@step_kernel
-def relu_grad(out, dy, y):
-    """dy · [y > 0]"""
-    return RELU_GRAD.launches(out, [dy, y])
-
-
-@step_kernel
-def leaky_relu(out, x, *, slope):
-    return LEAKY_RELU.launches(out, [x], slope)
-
-
-@step_kernel
-def leaky_relu_grad(out, dy, x, *, slope):
-    return LEAKY_RELU_GRAD.launches(out, [dy, x], slope)
-
-
-@step_kernel
-def elu(out, x, *, alpha):
-    return ELU.launches(out, [x], alpha)
-
-
-@step_kernel
-def elu_grad(out, dy, x, y, *, alpha):
-    return ELU_GRAD.launches(out, [dy, x, y], alpha)
-
-
-@step_kernel
-def sigmoid(out, x):
-    return SIGMOID.launches(out, [x], 1)
-
-
-@step_kernel
-def sigmoid_grad(out, dy, y):
-    return SIGMOID_GRAD.launches(out, [dy, y], 1)
-
-
-@step_kernel
-def tanh(out, x):
-    return TANH.launches(out, [x])
-
-
-@step_kernel
-def tanh_grad(out, dy, y):
-    return TANH_GRAD.launches(out, [dy, y], 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -267,6 +153,4 @@ def log_softmax_grad(out, dy, y, *, axis):
     return row_launch(log_softmax_grad_rows, out, [dy, y], axis)
 
 
-KERNELS = {Relu: relu, ReluGrad: relu_grad, LeakyRelu: leaky_relu, LeakyReluGrad: leaky_relu_grad, Elu: elu,
-           EluGrad: elu_grad, Sigmoid: sigmoid, SigmoidGrad: sigmoid_grad, Tanh: tanh, TanhGrad: tanh_grad,
-           Softmax: softmax, SoftmaxGrad: softmax_grad, LogSoftmax: log_softmax, LogSoftmaxGrad: log_softmax_grad}
+KERNELS = {Softmax: softmax, SoftmaxGrad: softmax_grad, LogSoftmax: log_softmax, LogSoftmaxGrad: log_softmax_grad}

@@ -3,13 +3,16 @@ backend's fused kernel must compute. The reference backend itself does not fuse;
 kernels are tested against."""
 import numpy as np
 
+from ...ops.activations import Relu, ReluGrad
 from ...ops.fused import (AvgPool2dGradReluGrad, Conv2dGradInputReluGrad, Conv2dRelu, Dense, DenseRelu,
                           MatMulReluGrad, MaxPool2dGradReluGrad, SgdUpdate)
-from .activations import relu, relu_grad
 from .conv import conv2d, conv2d_grad_input
 from .elementwise import add, mul, sub
 from .linalg import matmul
+from .pointwise import KERNELS as POINTWISE
 from .pool import avg_pool2d_grad, max_pool2d_grad
+
+relu, relu_grad = POINTWISE[Relu], POINTWISE[ReluGrad]
 
 
 def conv2d_relu(out, x, w, b=None, **params):

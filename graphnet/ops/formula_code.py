@@ -1,0 +1,345 @@
+"""From a pointwise formula (graphnet/ops/formulas.py) to code for each backend: a NumPy expression, a Cython
+expression over the fused type `real`, and a Python expression for a Numba CUDA device function.
+
+The formula is parsed with Python's `ast` and written out again node by node; only the language the formulas'
+docstring describes is accepted. Plain Python (no graphnet, no NumPy), so setup.py can generate the cpu kernels
+before anything is built.
+"""
+import ast
+
+FUNCTIONS = {"where": 3, "maximum": 2, "minimum": 2, "abs": 1, "square": 1, "sqrt": 1, "exp": 1, "expm1": 1,
+             "log1p": 1, "tanh": 1, "erf": 1, "sigmoid": 1}
+COSTLY = {"exp", "expm1", "log1p", "tanh", "erf", "sigmoid", "sqrt"}     # worth more threads sooner
+OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+COMPARISONS = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<="}
+
+
+class FormulaError(ValueError):
+    pass
+
+
+def parse(text, names):
+    """The expression's tree, after checking that it uses only the language and the given names."""
+    tree = ast.parse(text, mode="eval").body
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in names and node.id not in FUNCTIONS:
+            raise FormulaError(f"{text!r}: unknown name {node.id!r} (known: {', '.join(names)})")
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or FUNCTIONS.get(node.func.id) != len(node.args):
+                raise FormulaError(f"{text!r}: {ast.unparse(node)} is not one of the functions "
+                                   f"{', '.join(f'{f}/{n}' for f, n in FUNCTIONS.items())}")
+        allowed = (ast.Name, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call, ast.BoolOp, ast.Load,
+                   ast.USub, ast.UAdd, ast.And, ast.Or, *OPERATORS, *COMPARISONS)
+        if not isinstance(node, allowed):
+            raise FormulaError(f"{text!r}: {type(node).__name__} is not part of the formula language")
+        if isinstance(node, ast.Compare) and len(node.ops) != 1:
+            raise FormulaError(f"{text!r}: write a < b and b < c, not a < b < c")
+    return tree
+
+
+def names_used(text):
+    return {node.id for node in ast.walk(ast.parse(text, mode="eval")) if isinstance(node, ast.Name)}
+
+
+def is_costly(formula):
+    return bool((names_used(formula.y) | names_used(formula.dx)) & COSTLY)
+
+
+class Writer:
+    """Writes a tree as source text; subclasses say how numbers, functions and logic are spelled."""
+
+    def write(self, node):
+        if isinstance(node, ast.Constant):
+            return self.number(float(node.value))
+        if isinstance(node, ast.Name):
+            return self.name(node.id)
+        if isinstance(node, ast.UnaryOp):
+            return f"(-{self.write(node.operand)})" if isinstance(node.op, ast.USub) else self.write(node.operand)
+        if isinstance(node, ast.BinOp):
+            return f"({self.write(node.left)} {OPERATORS[type(node.op)]} {self.write(node.right)})"
+        if isinstance(node, ast.Compare):
+            return self.compare(self.write(node.left), COMPARISONS[type(node.ops[0])],
+                                self.write(node.comparators[0]))
+        if isinstance(node, ast.BoolOp):
+            return self.logic("and" if isinstance(node.op, ast.And) else "or", [self.write(v) for v in node.values])
+        args = [self.write(a) for a in node.args]
+        if node.func.id == "where":
+            return self.where(*args)
+        return self.call(node.func.id, args)
+
+    def name(self, name):
+        return name
+
+    def compare(self, a, op, b):
+        return f"({a} {op} {b})"
+
+    def where(self, condition, a, b):
+        return f"({a} if {condition} else {b})"
+
+    def logic(self, op, values):
+        return "(" + f" {op} ".join(values) + ")"
+
+    def call(self, function, args):
+        return f"{function}({', '.join(args)})"
+
+
+class NumpyWriter(Writer):
+    """Arrays: where is np.where, and/or are & and |; a comparison is a boolean array (True is 1)."""
+
+    def number(self, value):
+        return repr(value)
+
+    def where(self, condition, a, b):
+        return f"np.where({condition}, {a}, {b})"
+
+    def logic(self, op, values):
+        return "(" + (" & " if op == "and" else " | ").join(values) + ")"
+
+    def call(self, function, args):
+        return f"{NUMPY_FUNCTIONS[function]}({', '.join(args)})"
+
+
+NUMPY_FUNCTIONS = {"maximum": "np.maximum", "minimum": "np.minimum", "abs": "np.abs", "square": "np.square",
+                   "sqrt": "np.sqrt", "exp": "np.exp", "expm1": "np.expm1", "log1p": "np.log1p", "tanh": "np.tanh",
+                   "erf": "erf", "sigmoid": "sigmoid"}
+
+
+class CythonWriter(Writer):
+    """Scalars of the fused type `real` (float or double): every number is cast to it, every function is an
+    inline helper of the generated module that calls the float or the double version of libm's function."""
+
+    def number(self, value):
+        return f"(<real>{value!r})"
+
+    def compare(self, a, op, b):
+        return f"(<real>({a} {op} {b}))"
+
+    def logic(self, op, values):
+        return "(<real>(" + f" {op} ".join(f"({v} != 0)" for v in values) + "))"
+
+    def call(self, function, args):
+        return f"_{function}({', '.join(args)})"
+
+
+class NumbaWriter(Writer):
+    """Scalars of one float type T (float32 or float64), bound as a global of the generated module: every number
+    is T(…) so that a float32 kernel never computes in float64; functions are math's or the module's helpers."""
+
+    def number(self, value):
+        return f"T({value!r})"
+
+    def compare(self, a, op, b):
+        return f"T({a} {op} {b})"
+
+    def logic(self, op, values):
+        return "T(" + f" {op} ".join(f"({v} != T(0.0))" for v in values) + ")"
+
+    def call(self, function, args):
+        return f"{NUMBA_FUNCTIONS[function]}({', '.join(args)})"
+
+
+NUMBA_FUNCTIONS = {"maximum": "_maximum", "minimum": "_minimum", "abs": "abs", "square": "_square",
+                   "sqrt": "math.sqrt", "exp": "math.exp", "expm1": "math.expm1", "log1p": "math.log1p",
+                   "tanh": "math.tanh", "erf": "math.erf", "sigmoid": "_sigmoid"}
+
+
+def inputs_of_gradient(formula):
+    """The arrays the gradient op reads, in its argument order: dy, then x and/or y as its expression names them."""
+    used = names_used(formula.dx)
+    return ["dy"] + [name for name in ("x", "y") if name in used]
+
+
+def expression(formula, which, writer):
+    """Source text of the value (which="y") or the gradient (which="dx") for one backend's writer."""
+    params = list(formula.params)
+    names = ["x"] + params if which == "y" else ["dy", "x", "y"] + params
+    text = formula.y if which == "y" else formula.dx
+    return writer.write(parse(text, names))
+
+
+class _Named(Writer):
+    """A writer whose names stand for other text (x → a[i], slope → p0)."""
+
+    def __init__(self, base, names):
+        self.base, self.names = base, names
+
+    def __getattr__(self, attribute):
+        return getattr(self.base, attribute)
+
+    def write(self, node):
+        return Writer.write(self, node)
+
+    def name(self, name):
+        return self.names[name]
+
+    def number(self, value):
+        return self.base.number(value)
+
+    def compare(self, a, op, b):
+        return self.base.compare(a, op, b)
+
+    def where(self, condition, a, b):
+        return self.base.where(condition, a, b)
+
+    def logic(self, op, values):
+        return self.base.logic(op, values)
+
+    def call(self, function, args):
+        return self.base.call(function, args)
+
+
+def kernel_inputs(formula, which):
+    return ["x"] if which == "y" else inputs_of_gradient(formula)
+
+
+def scalar_expression(formula, which, writer, arrays, params):
+    """The formula with its array names replaced by `arrays` (in kernel_inputs order) and its parameters by
+    `params` (in declaration order)."""
+    names = dict(zip(kernel_inputs(formula, which), arrays))
+    names.update(zip(formula.params, params))
+    text = formula.y if which == "y" else formula.dx
+    return _Named(writer, names).write(parse(text, list(names)))
+
+
+def kernels_of(formulas):
+    """(formula, which, kernel name) for every value and gradient kernel."""
+    return [(f, which, f.name if which == "y" else f"{f.name}_grad") for f in formulas for which in ("y", "dx")]
+
+
+MAX_PARAMS = 2
+CYTHON_HEADER = '''# cython: language_level=3, boundscheck=False, cdivision=True, initializedcheck=False
+# Generated from graphnet/ops/formulas.py by graphnet/ops/formula_code.py when the package is built: do not edit.
+"""The pointwise ops of graphnet/ops/formulas.py as cpu kernels: one loop per formula, over float or double.
+
+Parallel (OpenMP) over tiles of TILE elements once a tensor is large enough to pay for waking the threads (sooner
+for formulas with exp, tanh, erf, …).
+"""
+from cython.parallel cimport prange
+from libc cimport math as cm      # as cm.tanh: the kernels below take the formulas' names (tanh, ...)
+
+cimport numpy as cnp
+
+from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
+                        require_size, same_floats, size)
+from graphnet.ops.pointwise import OPS
+
+cnp.import_array()
+
+cdef enum:
+    TILE = 4096
+
+
+cdef inline real _exp(real x) noexcept nogil:
+    return cm.expf(x) if real is float else cm.exp(x)
+
+cdef inline real _expm1(real x) noexcept nogil:
+    return cm.expm1f(x) if real is float else cm.expm1(x)
+
+cdef inline real _log1p(real x) noexcept nogil:
+    return cm.log1pf(x) if real is float else cm.log1p(x)
+
+cdef inline real _tanh(real x) noexcept nogil:
+    return cm.tanhf(x) if real is float else cm.tanh(x)
+
+cdef inline real _erf(real x) noexcept nogil:
+    return cm.erff(x) if real is float else cm.erf(x)
+
+cdef inline real _sqrt(real x) noexcept nogil:
+    return cm.sqrtf(x) if real is float else cm.sqrt(x)
+
+cdef inline real _abs(real x) noexcept nogil:
+    return cm.fabs(x)
+
+cdef inline real _square(real x) noexcept nogil:
+    return x * x
+
+cdef inline real _maximum(real a, real b) noexcept nogil:
+    """NumPy's maximum: NaN if either is NaN."""
+    return a if (a != a or a > b) else b
+
+cdef inline real _minimum(real a, real b) noexcept nogil:
+    return a if (a != a or a < b) else b
+
+cdef inline real _sigmoid(real x) noexcept nogil:
+    """1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) for x < 0: e^−|x| never overflows."""
+    cdef real e = _exp(-cm.fabs(x))
+    return <real>1 / (<real>1 + e) if x >= 0 else e / (<real>1 + e)
+
+'''
+
+CYTHON_RUNNER = '''
+
+cdef void _pointwise(int fn, bint costly, real* out, const real* a, const real* b, const real* c, real p0, real p1,
+                     Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t tile, start, n_tiles = (n + TILE - 1) // TILE
+    if n_tiles > 1 and n >= (PARALLEL_MIN_COSTLY if costly else PARALLEL_MIN):
+        for tile in prange(n_tiles, schedule="static"):
+            start = tile * TILE
+            _run(fn, out + start, a + start, (b + start) if b != NULL else b, (c + start) if c != NULL else c,
+                 p0, p1, min(<Py_ssize_t>TILE, n - start))
+    else:
+        _run(fn, out, a, b, c, p0, p1, n)
+
+
+cdef void _pointwise_typed(bint single, int fn, bint costly, void* out, const void* a, const void* b,
+                           const void* c, double p0, double p1, Py_ssize_t n) noexcept nogil:
+    if single:
+        _pointwise(fn, costly, <float*>out, <const float*>a, <const float*>b, <const float*>c, <float>p0,
+                   <float>p1, n)
+    else:
+        _pointwise(fn, costly, <double*>out, <const double*>a, <const double*>b, <const double*>c, p0, p1, n)
+
+
+cdef int _launch(int fn, bint costly, str kernel, cnp.ndarray out, cnp.ndarray a, cnp.ndarray b=None,
+                 cnp.ndarray c=None, double p0=0.0, double p1=0.0) except -1:
+    if not same_floats(out, a, b, c):
+        require_floats(kernel, out, tuple(x for x in (a, b, c) if x is not None))
+    cdef Py_ssize_t n = size(out)
+    require_size(kernel, "input 1", a, n)
+    if b is not None:
+        require_size(kernel, "input 2", b, n)
+    if c is not None:
+        require_size(kernel, "input 3", c, n)
+    cdef void* po = data(out)
+    cdef void* pa = data(a)
+    cdef void* pb = NULL if b is None else data(b)
+    cdef void* pc = NULL if c is None else data(c)
+    cdef bint single = is_single(out)
+    if n >= RELEASE_GIL_MIN:
+        with nogil:
+            _pointwise_typed(single, fn, costly, po, pa, pb, pc, p0, p1, n)
+    else:
+        _pointwise_typed(single, fn, costly, po, pa, pb, pc, p0, p1, n)
+    return 0
+'''
+
+
+def cython_source(formulas):
+    """The text of graphnet/_ext/pointwise.pyx for these formulas."""
+    kernels = kernels_of(formulas)
+    for formula in formulas:
+        if len(formula.params) > MAX_PARAMS:
+            raise FormulaError(f"{formula.name}: at most {MAX_PARAMS} parameters")
+    lines = [CYTHON_HEADER, "cdef void _run(int fn, real* out, const real* a, const real* b, const real* c, "
+             "real p0, real p1,", "              Py_ssize_t n) noexcept nogil:",
+             '    """One loop per formula, so each compiles (and vectorizes) on its own."""',
+             "    cdef Py_ssize_t i"]
+    for number, (formula, which, name) in enumerate(kernels):
+        text = scalar_expression(formula, which, CythonWriter(), ["a[i]", "b[i]", "c[i]"], ["p0", "p1"])
+        lines += [f"    {'if' if number == 0 else 'elif'} fn == {number}:{' ' * 4}# {name}: "
+                  f"{formula.y if which == 'y' else formula.dx}",
+                  "        for i in range(n):", f"            out[i] = {text}"]
+    lines.append(CYTHON_RUNNER)
+    for number, (formula, which, name) in enumerate(kernels):
+        arrays = kernel_inputs(formula, which)
+        params = list(formula.params)
+        signature = ", ".join(["cnp.ndarray out"] + [f"cnp.ndarray {a}" for a in arrays])
+        if params:
+            signature += ", *, " + ", ".join(f"double {p}" for p in params)
+        values = ", ".join(arrays + ["None"] * (3 - len(arrays)) + params + ["0.0"] * (MAX_PARAMS - len(params)))
+        lines += ["", "", f"def {name}({signature}):",
+                  f'    """{formula.y if which == "y" else formula.dx}"""',
+                  f"    _launch({number}, {is_costly(formula)}, {name!r}, out, {values})"]
+    table = ", ".join(f"OPS[{f.name!r}][{0 if which == 'y' else 1}]: {name}" for f, which, name in kernels)
+    lines += ["", "", f"KERNELS = {{{table}}}", ""]
+    return "\n".join(lines)
