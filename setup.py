@@ -46,11 +46,11 @@ def generate_pointwise_kernels():
         os.replace(target + ".tmp", target)
 
 
-generate_pointwise_kernels()
-SOURCES = sorted(glob.glob("graphnet/_ext/*.pyx"))
-if not SOURCES:
+if not glob.glob("graphnet/_ext/*.pyx"):
     sys.exit("setup.py: no Cython sources in graphnet/_ext (*.pyx): this source tree or distribution is incomplete, "
              "and a build without them would have no cpu kernels")
+generate_pointwise_kernels()
+SOURCES = sorted(glob.glob("graphnet/_ext/*.pyx"))
 
 
 def system_libgomp():
