@@ -62,13 +62,17 @@ class Writer:
                                 self.write(node.comparators[0]))
         if isinstance(node, ast.BoolOp):
             return self.logic("and" if isinstance(node.op, ast.And) else "or", [self.write(v) for v in node.values])
-        args = [self.write(a) for a in node.args]
         if node.func.id == "where":
-            return self.where(*args)
+            return self.where(self.condition(node.args[0]), self.write(node.args[1]), self.write(node.args[2]))
+        args = [self.write(a) for a in node.args]
         return self.call(node.func.id, args)
 
     def name(self, name):
         return name
+
+    def condition(self, node):
+        """A where's condition, as the language's value (nonzero is true) unless a writer says otherwise."""
+        return self.write(node)
 
     def compare(self, a, op, b):
         return f"({a} {op} {b})"
@@ -111,11 +115,23 @@ class CythonWriter(Writer):
     def number(self, value):
         return f"(<real>{value!r})"
 
+    # Comparisons and logic are selects and bitwise operations, never short-circuit branches, so that the
+    # compiler can vectorize the loop (gcc leaves a loop with control flow in it scalar).
+    def condition(self, node):
+        """A where's condition as a C truth value: a comparison as itself, and/or as bitwise & and |."""
+        if isinstance(node, ast.Compare):
+            return f"({self.write(node.left)} {COMPARISONS[type(node.ops[0])]} {self.write(node.comparators[0])})"
+        if isinstance(node, ast.BoolOp):
+            return "(" + (" & " if isinstance(node.op, ast.And) else " | ").join(
+                self.condition(v) for v in node.values) + ")"
+        return f"({self.write(node)} != 0)"
+
     def compare(self, a, op, b):
-        return f"(<real>({a} {op} {b}))"
+        return f"((<real>1) if ({a} {op} {b}) else (<real>0))"
 
     def logic(self, op, values):
-        return "(<real>(" + f" {op} ".join(f"({v} != 0)" for v in values) + "))"
+        joined = (" & " if op == "and" else " | ").join(f"({v} != 0)" for v in values)
+        return f"((<real>1) if ({joined}) else (<real>0))"
 
     def call(self, function, args):
         return f"_{function}({', '.join(args)})"
@@ -180,6 +196,9 @@ class _Named(Writer):
 
     def where(self, condition, a, b):
         return self.base.where(condition, a, b)
+
+    def condition(self, node):
+        return type(self.base).condition(self, node)
 
     def logic(self, op, values):
         return self.base.logic(op, values)
@@ -254,11 +273,11 @@ cdef inline real _square(real x) noexcept nogil:
     return x * x
 
 cdef inline real _maximum(real a, real b) noexcept nogil:
-    """NumPy's maximum: NaN if either is NaN."""
-    return a if (a != a or a > b) else b
+    """NumPy's maximum: NaN if either is NaN (| rather than or: no branch, so loops vectorize)."""
+    return a if ((a != a) | (a > b)) else b
 
 cdef inline real _minimum(real a, real b) noexcept nogil:
-    return a if (a != a or a < b) else b
+    return a if ((a != a) | (a < b)) else b
 
 cdef inline real _sigmoid(real x) noexcept nogil:
     """1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) for x < 0: e^−|x| never overflows."""
