@@ -341,13 +341,17 @@ def cython_source(formulas):
             raise FormulaError(f"{formula.name}: at most {MAX_PARAMS} parameters")
     lines = [CYTHON_HEADER, "cdef void _run(int fn, real* out, const real* a, const real* b, const real* c, "
              "real p0, real p1,", "              Py_ssize_t n) noexcept nogil:",
-             '    """One loop per formula, so each compiles (and vectorizes) on its own."""',
-             "    cdef Py_ssize_t i"]
+             '    """One loop per formula, so each compiles (and vectorizes) on its own. Every input is loaded before',
+             "    the expression, so that a branch of a `where` holds no load the compiler could not move out of it.",
+             '    """',
+             "    cdef Py_ssize_t i",
+             "    cdef real va, vb, vc"]
     for number, (formula, which, name) in enumerate(kernels):
-        text = scalar_expression(formula, which, CythonWriter(), ["a[i]", "b[i]", "c[i]"], ["p0", "p1"])
+        text = scalar_expression(formula, which, CythonWriter(), ["va", "vb", "vc"], ["p0", "p1"])
+        loads = [f"{v} = {array}[i]" for v, array in zip(("va", "vb", "vc"), "abc")][:len(kernel_inputs(formula, which))]
         lines += [f"    {'if' if number == 0 else 'elif'} fn == {number}:{' ' * 4}# {name}: "
                   f"{formula.y if which == 'y' else formula.dx}",
-                  "        for i in range(n):", f"            out[i] = {text}"]
+                  "        for i in range(n):", f"            {'; '.join(loads)}", f"            out[i] = {text}"]
     lines.append(CYTHON_RUNNER)
     for number, (formula, which, name) in enumerate(kernels):
         arrays = kernel_inputs(formula, which)
