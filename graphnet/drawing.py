@@ -20,14 +20,14 @@ import sysconfig
 import threading
 
 from .errors import GraphError
-from .graph import Graph, Tensor, format_shape
+from .graph import ConstantOp, Graph, Placeholder, Tensor, VariableOp, format_shape
 
 PHASE_COLOURS = {"forward": ("#dbe9f6", "#3b75af"), "backward": ("#fde2cc", "#d9822b"),
                  "update": ("#d9f0d3", "#3a8f3a")}         # phase -> (fill, border)
 SOURCE_STYLES = {
-    "placeholder": dict(shape="invhouse", style="filled", fillcolor="#fff3b0", color="#b59a00"),
-    "variable": dict(shape="cylinder", style="filled", fillcolor="#e8dcf4", color="#7b52ab"),
-    "constant": dict(shape="note", style="filled", fillcolor="#eeeeee", color="#999999", fontsize="8"),
+    Placeholder: dict(shape="invhouse", style="filled", fillcolor="#fff3b0", color="#b59a00"),
+    VariableOp: dict(shape="cylinder", style="filled", fillcolor="#e8dcf4", color="#7b52ab"),
+    ConstantOp: dict(shape="note", style="filled", fillcolor="#eeeeee", color="#999999", fontsize="8"),
 }
 FORMATS = ("svg", "png", "dot", "gv")
 INSTALL = "pip install 'graphnet[viz]'"
@@ -219,14 +219,14 @@ class Picture:
                 if source in drawn:
                     digraph.edge(node_id(source), node_id(node), style="dotted", arrowhead="odot",
                                  tooltip=f"{node.name} uses only the shape of {source.name}")
-        digraph.attr(label=legend({n.op.name if n.op.is_source else n.phase for n in self.nodes},
+        digraph.attr(label=legend({type(n.op) if n.op.is_source else n.phase for n in self.nodes},
                                   bool(fused)), labelloc="b", labeljust="l")
 
     def node_attrs(self, node):
         shape = format_shape(self.shapes[node])
         tooltip = [f"{node.op.name} '{node.name}' created at {node.site}", f"{shape} {node.dtype}"]
         if node.op.is_source:
-            attrs = dict(SOURCE_STYLES[node.op.name])
+            attrs = dict(SOURCE_STYLES[type(node.op)])
             label = [_text(node.name), f"{shape} {node.dtype}" if node.op.is_variable or not node.op.is_stored else shape]
             if node.op.is_stored and not node.op.is_variable and node.attrs["state"].host.size == 1:
                 label = [f"{node.attrs['state'].host.item():.4g}"]
@@ -282,7 +282,7 @@ def legend(kinds, fused):
             cells.append(f'<td bgcolor="{fill}" color="{border}" border="1">{phase}</td>')
     for kind, style in SOURCE_STYLES.items():
         if kind in kinds:
-            cells.append(f'<td bgcolor="{style["fillcolor"]}" color="{style["color"]}" border="1">{kind}</td>')
+            cells.append(f'<td bgcolor="{style["fillcolor"]}" color="{style["color"]}" border="1">{kind.name}</td>')
     if fused:
         cells.append('<td border="1" style="dashed" color="#888888">fused step</td>')
     return f'<<table border="0" cellspacing="4" cellpadding="3"><tr>{"".join(cells)}</tr></table>>'

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 
 import graphnet as gn
 from graphnet.backends import get_backend
-from graphnet.backends.reference import activations as ref_activations
 from graphnet.backends.reference import conv as ref_conv
 from graphnet.backends.reference import linalg as ref_linalg
 from graphnet.backends.reference import pool as ref_pool
 from kernels_by_name import op_named  # noqa: E402
+
+ref_relu_grad = get_backend("reference").kernel(op_named("relu_grad"))     # dx = dy·[y > 0], in NumPy
 
 SETTINGS = settings(deadline=None, max_examples=30)
 GRAPH_SETTINGS = settings(deadline=None, max_examples=12)
@@ -441,7 +442,7 @@ def test_pooling_explains_a_wrong_output_shape(cpu):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the fused pool gradient → relu_grad kernels (FUSIONS of pool.pyx)
+# the fused pool gradient → relu_grad kernels (MaxPool2dGradReluGrad, AvgPool2dGradReluGrad in pool.pyx)
 
 
 def overlapping_pool_case(draw):
@@ -514,7 +515,7 @@ def test_fused_pool_grad_relu_equals_the_two_kernels_in_a_row(cpu, case):
         reference, ref_grad = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
         with np.errstate(invalid="ignore"):                        # inf − inf, inf · 0: NaN, as intended
             getattr(ref_pool, f"{kind}_pool2d_grad")(ref_grad, *grad_inputs, **params)
-            ref_activations.relu_grad(reference, ref_grad, relu_y)
+            ref_relu_grad(reference, ref_grad, relu_y)
         fused = nan_like(x_shape, dtype)
         cpu.kernel(op_named(f"{kind}_pool2d_grad_relu"))(fused, *grad_inputs, relu_y, **params)
         assert_same_bits(fused, in_row)
@@ -548,7 +549,7 @@ def test_fused_max_pool_grad_relu_follows_nan_infinity_tie_and_zero_rules(cpu, p
     expected, grad = np.empty_like(x), np.empty_like(x)
     with np.errstate(invalid="ignore"):
         ref_pool.max_pool2d_grad(grad, dy, x, y, **params)
-        ref_activations.relu_grad(expected, grad, x)
+        ref_relu_grad(expected, grad, x)
     fused = nan_like(x.shape, np.float32)
     cpu.kernel(op_named("max_pool2d_grad_relu"))(fused, dy, x, y, x, **params)
     assert_same_bits(fused, expected)
@@ -794,7 +795,7 @@ def test_mlp_training_step_fuses_dense_layers_and_matches_reference(batch, n_in,
 
 
 def test_adding_a_full_matrix_is_not_fused_into_a_dense_step():
-    """CAN_FUSE accepts only a bias row: matmul + (m, n) matrix stays a matmul step and an add step."""
+    """Dense's rule (graphnet/ops/fused.py) accepts only a bias row: matmul + (m, n) matrix stays a matmul step and an add step."""
     rng = np.random.default_rng(0)
     av, bv, cv = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (3, 5), (4, 5)))
     with gn.Graph():

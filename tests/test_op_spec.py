@@ -215,6 +215,25 @@ def test_every_op_has_a_kernel_on_every_device(device):
     assert missing == [], f"device '{device}' lacks kernels for {missing}"
 
 
+# The family an op's kernels live under on every backend: the op's own module, but for three copies and sums.
+FAMILY = {gn.ops.elementwise.SumTo: "reduce", gn.ops.dtypes.Cast: "elementwise", gn.ops.state.Assign: "shape"}
+# Where one backend keeps a kernel elsewhere, and why.
+ELSEWHERE = {("cpu", gn.ops.reduce.BroadcastTo): "elementwise"}   # it walks broadcast strides like add and mul
+
+
+@pytest.mark.parametrize("device", ("reference",) + DEVICES)
+def test_kernel_modules_are_named_like_the_op_modules(device):
+    """reference/conv.py, _ext/conv.pyx and cuda/conv.py hold the kernels of ops/conv.py, and so on."""
+    backend = get_backend(device)
+    misplaced = []
+    for op in unfused_ops(backend):
+        family = ELSEWHERE.get((device, op)) or FAMILY.get(op) or op.__module__.rsplit(".", 1)[-1]
+        module = backend.kernel_modules[op].rsplit(".", 1)[-1]
+        if module != family:
+            misplaced.append(f"{op.name} in {module}, not {family}")
+    assert misplaced == []
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec", SPECS, ids=repr)

@@ -533,10 +533,13 @@ def test_the_core_asks_an_op_what_it_is_through_declared_attributes_not_its_name
     import re
     core = pathlib.Path(gn.__file__).parent
     found = []
+    from graphnet.op import REGISTRY
+    names = "|".join(sorted({re.escape(op.name) for op in REGISTRY}, key=len, reverse=True))
+    compared_to_a_name = re.compile(rf"name[\"')\s,\w]{{0,12}}(==|!=)\s*[\"']({names})[\"']")   # x.name == "assign"
     for path in sorted(core.rglob("*.py")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(r"\bop\.name\s*(==|!=|in\b|not in\b)", line):
-                found.append(f"{path.relative_to(core)}:{number}")
+            if re.search(r"\bop\.name\s*(==|!=|in\b|not in\b)", line) or compared_to_a_name.search(line):
+                found.append(f"{path.relative_to(core)}:{number}: {line.strip()}")
     assert found == []
 
 

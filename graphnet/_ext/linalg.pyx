@@ -15,9 +15,10 @@ whole products. The dense layers add the bias and apply the ReLU to each block r
 block is still in cache (the epilogue), so the fused step writes its output once and reads it once more in cache,
 where the unfused schedule would write it three times and read it twice from memory.
 
-Fusion (see FUSIONS and CAN_FUSE): the compiler offers the chains matmul → add and matmul → add → relu; we accept
-them only when the matmul is 2-D and the add's second input is one bias row — a vector of length n, or (1, n) —
-broadcast over the rows (anything else, like adding a full matrix, stays an ordinary add).
+Fusion (the fused ops Dense and DenseRelu of graphnet/ops/fused.py): the compiler rewrites the chains matmul → add
+and matmul → add → relu into them only when the matmul is 2-D and the add's second input is one bias row — a
+vector of length n, or (1, n) — broadcast over the rows (anything else, like adding a full matrix, stays an
+ordinary add).
 """
 from cython.parallel cimport prange
 cimport numpy as cnp

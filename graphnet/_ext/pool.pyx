@@ -15,7 +15,7 @@ With window (KH, KW), stride (sh, sw) and padding ((pt, pb), (pl, pr)), output p
 
 Where windows overlap (stride < window) a position collects from every window it belongs to.
 
-The gradients fuse with the relu_grad after them (FUSIONS; the backward pass of a relu → pool layer):
+The gradients fuse with the relu_grad after them (graphnet/ops/fused.py; the backward pass of a relu → pool layer):
 
     max_pool2d_grad_relu   dx = max_pool2d_grad(dy, x, y) · [relu_y > 0]
     avg_pool2d_grad_relu   dx = avg_pool2d_grad(dy) · [relu_y > 0]

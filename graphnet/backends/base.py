@@ -39,8 +39,10 @@ class Backend:
 
     def __init__(self, modules):
         self.kernels, self._specialize, self._workspace = {}, {}, {}
+        self.kernel_modules = {}      # op class -> the name of the module that registered its kernel
         for module in modules:
             self.kernels.update(module.KERNELS)
+            self.kernel_modules.update(dict.fromkeys(module.KERNELS, module.__name__))
             self._specialize.update(getattr(module, "SPECIALIZE", {}))
             self._workspace.update(getattr(module, "WORKSPACE", {}))
 

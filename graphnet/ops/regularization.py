@@ -9,7 +9,7 @@
 import itertools
 
 from ..errors import GraphError, ShapeRuleViolation, user_site
-from ..graph import format_shape
+from ..graph import Tensor, format_shape
 from ..op import Op, numel
 from ._util import apply, require_float, tensors
 from .elementwise import add, mul, sub
@@ -132,7 +132,7 @@ class VarianceGrad(Op):
 
 
 def _is_variable(t):
-    return getattr(getattr(t, "op", None), "name", None) == "variable"
+    return isinstance(t, Tensor) and t.op.is_variable
 
 
 def _swapped_order(running_mean, gamma):

@@ -11,7 +11,7 @@ is broadcast contributes 0), and
 The transposed variants read the contiguous index along the other tile axis, so tiles still load coalesced.
 
 dense and dense_relu are the fused matmul → add (→ relu) of a 2-D product and one bias row (the rule in
-graphnet/backends/fusion.py): the kernel's epilogue adds bias[j] (and applies the ReLU) as C[i, j] is written.
+graphnet/ops/fused.py): the kernel's epilogue adds bias[j] (and applies the ReLU) as C[i, j] is written.
 matmul_relu_grad is the fused matmul → relu_grad of a dense layer's backward pass: C · [y > 0] as it is written.
 """
 from functools import lru_cache

@@ -87,7 +87,7 @@ def step(formula, which, name):
     arity = len(kernel_inputs(formula, which))
     kernels = {dtype: map_kernel(device_function(formula, which, T, helpers(T)), arity)
                for dtype, T in TYPES.items()}
-    register(name, kernels.__getitem__, lambda f: (f[::1],) * (arity + 1) + (f, f))
+    register(f"{name}.map", kernels.__getitem__, lambda f: (f[::1],) * (arity + 1) + (f, f))
 
     def bind(out, *arrays, **params):
         constants = [out.dtype.type(params[p]) for p in formula.params]

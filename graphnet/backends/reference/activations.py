@@ -1,6 +1,7 @@
 """Softmax and log-softmax along an axis, and their gradients (formulas in graphnet/ops/activations.py); the
 pointwise activations are in pointwise.py."""
 import numpy as np
+
 from ...ops.activations import LogSoftmax, LogSoftmaxGrad, Softmax, SoftmaxGrad
 
 

@@ -12,6 +12,7 @@ Every kernel is called as `fn(out, *inputs, **params)` and writes its result int
 The parameters arrive normalized: stride=(sh, sw), padding=((pt, pb), (pl, pr)), dilation=(dh, dw), groups=G.
 """
 import numpy as np
+
 from ...ops.conv import Conv2d, Conv2dGradInput, Conv2dGradWeight
 
 

@@ -1,8 +1,8 @@
 """Elementwise kernels: NumPy ufuncs writing into `out`."""
 import numpy as np
-from ...ops.elementwise import (Add, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, SelectGrad, Sqrt, Sub,
-                                SumTo)
+
 from ...ops.dtypes import Cast
+from ...ops.elementwise import Add, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, SelectGrad, Sqrt, Sub
 
 
 def add(out, a, b):
@@ -57,15 +57,10 @@ def select_grad(out, dy, a, b, *, pick):
     np.multiply(dy, first_wins if pick.endswith("first") else ~first_wins, out=out)
 
 
-def sum_to(out, dy, *, axes):
-    """Sum over the broadcast axes, then drop the leading ones: the adjoint of NumPy broadcasting."""
-    out[...] = np.sum(dy, axis=axes, keepdims=True).reshape(out.shape)
-
-
 def cast(out, x):
     """x converted to out's dtype, as x.astype(out.dtype)."""
     np.copyto(out, x, casting="unsafe")
 
 
 KERNELS = {Add: add, Sub: sub, Mul: mul, Div: div, Maximum: maximum, Minimum: minimum, Neg: neg, Exp: exp, Log: log,
-           Sqrt: sqrt, Pow: pow, SelectGrad: select_grad, SumTo: sum_to, Cast: cast}
+           Sqrt: sqrt, Pow: pow, SelectGrad: select_grad, Cast: cast}

@@ -1,5 +1,6 @@
 """Matrix multiplication."""
 import numpy as np
+
 from ...ops.linalg import MatMul
 
 

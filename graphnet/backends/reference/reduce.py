@@ -1,5 +1,7 @@
-"""Reduction kernels and their adjoints."""
+"""Reduction kernels and their adjoints, and sum_to: the sum over the axes a broadcast repeated."""
 import numpy as np
+
+from ...ops.elementwise import SumTo
 from ...ops.reduce import BroadcastTo, Max, MaxGrad, Mean, Sum
 
 
@@ -28,4 +30,9 @@ def broadcast_to(out, dy, *, keep_shape, scale):
     out[...] = np.reshape(dy, keep_shape) * scale
 
 
-KERNELS = {Sum: sum, Mean: mean, Max: max, MaxGrad: max_grad, BroadcastTo: broadcast_to}
+def sum_to(out, dy, *, axes):
+    """Sum over the broadcast axes, then drop the leading ones: the adjoint of NumPy broadcasting."""
+    out[...] = np.sum(dy, axis=axes, keepdims=True).reshape(out.shape)
+
+
+KERNELS = {SumTo: sum_to, Sum: sum, Mean: mean, Max: max, MaxGrad: max_grad, BroadcastTo: broadcast_to}

@@ -1,6 +1,8 @@
 """Kernels that move data: reshape (a copy only when the compiler could not make it a view), transpose, concat,
-slicing and their adjoints."""
+slicing and their adjoints, and assign (a copy into a variable's storage)."""
 import numpy as np
+
+from ...ops.state import Assign
 from ...ops.shape import Concat, ConcatGrad, GetItem, GetItemGrad, Reshape, ReshapeLike, Transpose
 
 
@@ -29,5 +31,11 @@ def getitem_grad(out, dy, *, index):
     out[index] = dy
 
 
+
+def assign(out, variable, value):
+    """`out` is the variable's own storage, so copying the value into it updates the variable."""
+    np.copyto(out, value)
+
+
 KERNELS = {Reshape: reshape, ReshapeLike: reshape, Transpose: transpose, Concat: concat, ConcatGrad: concat_grad,
-           GetItem: getitem, GetItemGrad: getitem_grad}
+           GetItem: getitem, GetItemGrad: getitem_grad, Assign: assign}
