@@ -15,12 +15,13 @@ Sums along a row are accumulated in double. Parallel (OpenMP) over rows once a t
 waking the threads.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, log
+from libc.math cimport log
 
 cimport numpy as cnp
 
 from ._buffers cimport (PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats, require_size,
                         same_floats, shape_of)
+from ._scalar cimport _exp
 from ._sums cimport row_max
 from graphnet.ops.activations import LogSoftmax, LogSoftmaxGrad, Softmax, SoftmaxGrad
 
@@ -28,13 +29,6 @@ cnp.import_array()
 
 cdef enum AlongAxis:
     SOFTMAX, LOG_SOFTMAX, SOFTMAX_GRAD, LOG_SOFTMAX_GRAD
-
-
-cdef inline real _exp(real x) noexcept nogil:
-    if real is float:
-        return expf(x)
-    else:
-        return exp(x)
 
 
 # ----------------------------------------------------------------------------------------------------------------

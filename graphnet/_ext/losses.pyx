@@ -14,7 +14,7 @@ in the gradient kernel as well, which may run without the loss (it is its own st
 a row.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, fabs, log, log1p
+from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
 cimport numpy as cnp
@@ -23,18 +23,12 @@ import numpy as np
 from ..errors import FeedError
 from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
                         require_size, same_floats, shape_of, size)
+from ._scalar cimport _exp
 from ._sums cimport row_max
 from graphnet.ops.losses import (BceGrad, BinaryCrossEntropyWithLogits, Mse, MseGrad, SoftmaxCrossEntropy,
                                  SoftmaxCrossEntropyGrad)
 
 cnp.import_array()
-
-
-cdef inline real _exp(real x) noexcept nogil:
-    if real is float:
-        return expf(x)
-    else:
-        return exp(x)
 
 
 # ----------------------------------------------------------------------------------------------------------------
