@@ -46,7 +46,11 @@ def is_costly(formula):
 
 
 class Writer:
-    """Writes a tree as source text; subclasses say how numbers, functions and logic are spelled."""
+    """Writes a tree as source text; subclasses say how numbers, functions and logic are spelled. `names` renames
+    the formula's names (x → va, slope → p0)."""
+
+    def __init__(self, names=None):
+        self.names = names or {}
 
     def write(self, node):
         if isinstance(node, ast.Constant):
@@ -68,7 +72,7 @@ class Writer:
         return self.call(node.func.id, args)
 
     def name(self, name):
-        return name
+        return self.names.get(name, name)
 
     def condition(self, node):
         """A where's condition, as the language's value (nonzero is true) unless a writer says otherwise."""
@@ -173,51 +177,15 @@ def expression(formula, which, writer):
     return writer.write(parse(text, names))
 
 
-class _Named(Writer):
-    """A writer whose names stand for other text (x → a[i], slope → p0)."""
-
-    def __init__(self, base, names):
-        self.base, self.names = base, names
-
-    def __getattr__(self, attribute):
-        return getattr(self.base, attribute)
-
-    def write(self, node):
-        return Writer.write(self, node)
-
-    def name(self, name):
-        return self.names[name]
-
-    def number(self, value):
-        return self.base.number(value)
-
-    def compare(self, a, op, b):
-        return self.base.compare(a, op, b)
-
-    def where(self, condition, a, b):
-        return self.base.where(condition, a, b)
-
-    def condition(self, node):
-        return type(self.base).condition(self, node)
-
-    def logic(self, op, values):
-        return self.base.logic(op, values)
-
-    def call(self, function, args):
-        return self.base.call(function, args)
-
-
 def kernel_inputs(formula, which):
+    """The arrays the value's kernel (x) or the gradient's kernel reads, in argument order."""
     return ["x"] if which == "y" else inputs_of_gradient(formula)
 
 
-def scalar_expression(formula, which, writer, arrays, params):
-    """The formula with its array names replaced by `arrays` (in kernel_inputs order) and its parameters by
+def renaming(formula, which, arrays, params):
+    """{formula name: name in the kernel}: its arrays as `arrays` (in kernel_inputs order), its parameters as
     `params` (in declaration order)."""
-    names = dict(zip(kernel_inputs(formula, which), arrays))
-    names.update(zip(formula.params, params))
-    text = formula.y if which == "y" else formula.dx
-    return _Named(writer, names).write(parse(text, list(names)))
+    return dict(zip(kernel_inputs(formula, which), arrays)) | dict(zip(formula.params, params))
 
 
 def kernels_of(formulas):
@@ -309,7 +277,7 @@ def cython_source(formulas):
              "    cdef Py_ssize_t i",
              "    cdef real va, vb, vc"]
     for number, (formula, which, name) in enumerate(kernels):
-        text = scalar_expression(formula, which, CythonWriter(), ["va", "vb", "vc"], ["p0", "p1"])
+        text = expression(formula, which, CythonWriter(renaming(formula, which, ["va", "vb", "vc"], ["p0", "p1"])))
         loads = [f"{v} = {array}[i]" for v, array in zip(("va", "vb", "vc"), "abc")][:len(kernel_inputs(formula, which))]
         lines += [f"    {'if' if number == 0 else 'elif'} fn == {number}:{' ' * 4}# {name}: "
                   f"{formula.y if which == 'y' else formula.dx}",

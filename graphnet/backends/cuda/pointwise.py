@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from ...ops.formula_code import NumbaWriter, kernel_inputs, kernels_of, scalar_expression
+from ...ops.formula_code import NumbaWriter, expression, kernel_inputs, kernels_of, renaming
 from ...ops.formulas import FORMULAS
 from ...ops.pointwise import OPS
 from .launch import BLOCK, BoundLaunch, flat, grid_for, step_kernel
@@ -54,7 +54,7 @@ def helpers(T):
 def device_function(formula, which, T, namespace):
     """The formula's value or gradient as a device function f(a, b, c, p0, p1) over scalars of type T."""
     name = formula.name if which == "y" else f"{formula.name}_grad"
-    body = scalar_expression(formula, which, NumbaWriter(), ["a", "b", "c"], ["p0", "p1"])
+    body = expression(formula, which, NumbaWriter(renaming(formula, which, ["a", "b", "c"], ["p0", "p1"])))
     scope = dict(namespace, T=T, math=math)
     exec(f"def {name}(a, b, c, p0, p1):\n    return {body}\n", scope)
     return cuda.jit(device=True)(scope[name])

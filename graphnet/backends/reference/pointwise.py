@@ -9,7 +9,7 @@ below, erf SciPy's.
 import numpy as np
 from scipy.special import erf
 
-from ...ops.formula_code import NumpyWriter, expression, inputs_of_gradient
+from ...ops.formula_code import NumpyWriter, expression, kernel_inputs
 from ...ops.pointwise import OPS
 
 
@@ -21,7 +21,7 @@ def sigmoid(x):
 
 def numpy_kernel(formula, which):
     """fn(out, *arrays, **params) writing the formula's value (which="y") or gradient (which="dx") into out."""
-    arrays = ["x"] if which == "y" else inputs_of_gradient(formula)
+    arrays = kernel_inputs(formula, which)
     params = f", *, {', '.join(formula.params)}" if formula.params else ""
     source = expression(formula, which, NumpyWriter())
     kernel = eval(f"lambda out, {', '.join(arrays)}{params}: np.copyto(out, {source}, casting='unsafe')",
