@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import cuda, float64, types, uint64
 
-from ..backends.reference.random import splitmix64 as host_splitmix64
+from ..backends.reference.random import splitmix64 as host_splitmix64, stream_start
 from ..errors import GraphError
 from .launch import BLOCK, BoundLaunch, PerRun, flat, grid_for, shape_of, step_kernel
 from .reduce import block_sum, workspace_array
@@ -61,18 +61,24 @@ register_generic("dropout_mask", dropout_mask, lambda f: (f[::1], f[::1], types.
 KEY_ARGUMENT = 2      # dropout_mask's argument that changes with every run
 
 
-def dropout_key(seed, counter):
-    """key = splitmix64(seed·2³² + counter), as the reference computes it."""
+def dropout_key(seed, counter, start=0):
+    """key = splitmix64(seed·2³² + counter), as the reference computes it, plus `start` (modulo 2⁶⁴): element i
+    then draws number start + i of the stream (start > 0 for a shard of the batch: reference/random.py)."""
     with np.errstate(over="ignore"):
-        return host_splitmix64(np.array([(seed << 32) + counter], dtype=np.uint64))[0]
+        return host_splitmix64(np.array([(seed << 32) + counter], dtype=np.uint64))[0] + np.uint64(start)
 
 
 @step_kernel
 def dropout(out, x, *, rate, seed, rng):
     """out = x · mask / (1 − rate), the mask drawn anew for each run of the program (rng.counter)."""
+    shape = shape_of(x)
+
+    def key():
+        return dropout_key(seed, rng.counter, stream_start(shape, rng.first_sample))
+
     launch = BoundLaunch(dropout_mask, grid_for(out.size), BLOCK,
-                         [flat(out), flat(x), dropout_key(seed, rng.counter), float(rate), 1.0 / (1.0 - rate)])
-    return [PerRun(launch, KEY_ARGUMENT, lambda: dropout_key(seed, rng.counter))]
+                         [flat(out), flat(x), key(), float(rate), 1.0 / (1.0 - rate)])
+    return [PerRun(launch, KEY_ARGUMENT, key)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
