@@ -71,7 +71,8 @@ class CudaBackend(Backend):
         self._bound = Bound
         self._labels_of, self._check_labels = labels_of, check_labels
         tables = load_tables()
-        self.kernels = tables["KERNELS"]
+        from ..distributed.collective import CUDA_KERNELS as COLLECTIVE_KERNELS
+        self.kernels = dict(tables["KERNELS"], **COLLECTIVE_KERNELS)    # allreduce_sum, through host memory
         self._specialize = tables["SPECIALIZE"]
         self._workspace = tables["WORKSPACE"]
         self.fusions = tables["FUSIONS"]

@@ -9,6 +9,7 @@ Every compiled module of graphnet/_ext that defines KERNELS is loaded; at module
 A kernel's params may carry "algorithm"; the printed schedule shows it as cpu.conv2d[im2col+sgemm].
 """
 from ... import _ext, threads
+from ...distributed.collective import CPU_KERNELS as COLLECTIVE_KERNELS
 from ...errors import GraphError
 from ..base import Backend
 
@@ -35,7 +36,7 @@ class CpuBackend(Backend):
 
     def __init__(self):
         tables = _load()
-        self.kernels = tables["KERNELS"]
+        self.kernels = dict(tables["KERNELS"], **COLLECTIVE_KERNELS)   # allreduce_sum: distributed/collective.py
         self._specialize = tables["SPECIALIZE"]
         self._workspace = tables["WORKSPACE"]
         self.fusions = tables["FUSIONS"]

@@ -2,6 +2,7 @@
 
 Each kernel is `fn(out, *inputs, **params)` and writes its result into the preallocated `out`.
 """
+from ...distributed.collective import REFERENCE_KERNELS as COLLECTIVE_KERNELS
 from ..base import Backend
 from . import activations, conv, elementwise, linalg, losses, pool, reduce, regularization, shape, state
 
@@ -11,3 +12,4 @@ _MODULES = (activations, conv, elementwise, linalg, losses, pool, reduce, regula
 class ReferenceBackend(Backend):
     name = "reference"
     kernels = {name: getattr(module, name) for module in _MODULES for name in module.KERNELS}
+    kernels.update(COLLECTIVE_KERNELS)             # allreduce_sum: graphnet/distributed/collective.py
