@@ -13,6 +13,7 @@ job within seconds.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -199,3 +200,18 @@ def test_a_rank_that_raises_dies_or_stops_ends_the_job_within_seconds(scenario, 
     if scenario == "die":               # killed in epoch 2: epoch 1's checkpoint is whole, and one process loads it
         resumed = train.Trainer(job.cnn(), "adam").restore(tmp_path / "epoch-1.npz")
         assert resumed.epoch == 1 and resumed.optimizer.steps_done() == 20
+
+
+def test_the_lesson_runs_under_mpiexec_with_two_ranks(tmp_path):
+    """tutorials/12_data_parallel_sgd.py: as a single process it runs with the other lessons (test_tutorials.py);
+    here with 2 ranks, rank 0 alone printing and writing the figures."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    done = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "tutorials/12_data_parallel_sgd.py", "--quick",
+                           "--out", str(tmp_path)], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=HERE.parent)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("RESULT 2 rank(s): validation accuracy") == 1
+    difference = float(re.search(r"2 ranks vs one process after \d+ steps: max \|Δw\| = (\S+) ", done.stdout).group(1))
+    assert difference < TOLERANCE
+    assert "cpu.allreduce_sum[MPI_Allreduce, 2 ranks]" in done.stdout
+    assert len(list(tmp_path.glob("*.png"))) == 3
