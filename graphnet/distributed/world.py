@@ -27,7 +27,10 @@ leave the others waiting forever. So:
     error and went on. A process that leaves after such an error aborts the job rather than wait in MPI_Finalize.
 
 The waiting is a loop over the nonblocking form of each collective (MPI_Iallreduce, ..., then MPI_Test), which is
-also what makes MPI progress: the first millisecond it tests without pause, then every 0.2 ms.
+also what makes MPI progress: for the first millisecond it tests without pause, as MPI's blocking calls do; up to
+50 ms it yields the core between tests (sched_yield: the rank it waits for may need that core, on a busy machine);
+then it sleeps 1 ms between tests (a long wait: another rank writes a checkpoint). A plain sleep from the start
+would cost each step the scheduler's wake-up delay, milliseconds on a busy machine.
 """
 import atexit
 import json
@@ -43,8 +46,9 @@ from ..errors import GraphnetError
 # Environment variables that a launcher (MPICH's or Open MPI's mpiexec, a PMIx launcher, srun) gives each rank.
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 DEFAULT_TIMEOUT = 300.0         # seconds a collective may wait for the other ranks
-SPIN_SECONDS = 1e-3             # test without pause this long, then pause between tests
-PAUSE_SECONDS = 2e-4
+SPIN_SECONDS = 1e-3             # test without pause this long,
+YIELD_SECONDS = 0.05            # then give the core to any other process between tests this long,
+PAUSE_SECONDS = 1e-3            # then sleep this long between tests
 
 
 class DistributedError(GraphnetError, RuntimeError):
@@ -141,8 +145,10 @@ class MPIWorld(World):
                     f"must run the same training; a rank whose step takes longer needs a larger timeout: "
                     f"distributed.init(timeout=...) or GRAPHNET_DISTRIBUTED_TIMEOUT")
                 raise self.broken
-            if waited > SPIN_SECONDS:
+            if waited > YIELD_SECONDS:
                 time.sleep(PAUSE_SECONDS)
+            elif waited > SPIN_SECONDS:
+                os.sched_yield()
 
     # -- when a rank stops ---------------------------------------------------------------------------------------
     def abort(self, code=1):
