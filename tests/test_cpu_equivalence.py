@@ -535,9 +535,12 @@ def test_kernels_cover_every_reference_op_but_the_blas_and_window_ones():
 
 
 def test_every_reference_kernel_has_a_compiled_cpu_twin():
+    """...but the collectives, which hand host arrays to MPI on every backend (graphnet/distributed/collective.py):
+    there is no arithmetic of graphnet's to compile."""
+    from graphnet.distributed.collective import CPU_KERNELS as COLLECTIVES
     reference, cpu = get_backend("reference").kernels, get_backend("cpu").kernels
     assert sorted(set(reference) - set(cpu)) == []
-    for name in reference:                      # compiled in graphnet/_ext, not a NumPy function passed through
+    for name in set(reference) - set(COLLECTIVES):     # compiled in graphnet/_ext, not a NumPy function passed through
         assert type(cpu[name]).__name__ in ("cython_function_or_method", "fused_cython_function"), name
 
 
