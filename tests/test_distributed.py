@@ -116,6 +116,7 @@ def test_the_allreduce_op_runs_on_every_backend_and_its_gradient_is_an_allreduce
     assert "allreduce_sum" in str(program)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")    # the simulator's splitmix64 wraps
 @pytest.mark.parametrize("device", ["reference", "cpu", "cuda"])
 def test_dropout_shards_draw_the_masks_the_whole_batch_draws(device):
     """RngState.first_sample: a rank running samples [s, s + n) of the batch draws those samples' numbers."""
