@@ -566,7 +566,7 @@ class Trainer:
         for layer in self.model.walk() if hasattr(self.model, "walk") else [self.model]:
             if isinstance(layer, BatchNorm):
                 layer.check_training_batch(self.loader.smallest_batch, f"fit(batch_size={batch_size})")
-        callbacks = [c for c in callbacks if self.is_main or not c.main_rank_only]
+        callbacks = [c for c in callbacks if self.is_main or not getattr(c, "main_rank_only", False)]
         if csv_log is not None and self.is_main:
             callbacks.append(CSVLogger(csv_log, append=self.epoch > 0))
         if progress and self.is_main:
