@@ -520,7 +520,7 @@ class Layers:
         av = rng.standard_normal((size, size)).astype("float32")
         bv = rng.standard_normal((size, size)).astype("float32")
         out = np.empty((size, size), np.float32)
-        matmul = gn.backends.get_backend("cpu").kernel("matmul")
+        matmul = gn.backends.get_backend("cpu").kernel(gn.ops.linalg.MatMul)
         runners = {"graphnet": lambda: matmul(out, av, bv, transpose_a=False, transpose_b=False),
                    "NumPy": lambda: np.matmul(av, bv, out=out)}
         if torch is not None:

@@ -7,7 +7,9 @@
 
 `minimize(loss, var_list)` adds to the graph, after the forward ops:
 
-  1. backward   g = ∂loss/∂w for every w in var_list (`gn.gradients`; frozen variables are not in it)
+  1. backward   g = ∂loss/∂w for every w in var_list (`gn.gradients`; frozen variables are not in it) — in
+                data-parallel training, the gradient of the global batch's loss, summed over the ranks by one
+                all-reduce step (`opt.all_reduce`, set by graphnet.distributed.DistributedOptimizer)
   2. update     optionally g ← clip_by_global_norm(g), then the optimizer's rule as `gn.assign` ops that write
                 each variable and its slots in place, and t ← t + 1
 
@@ -212,6 +214,7 @@ class Optimizer:
         self.var_list = []
         self.gradients = []
         self.global_norm = None      # ‖g‖ before clipping, when clip_norm is set
+        self.all_reduce = None       # (loss, var_list) -> gradients over every rank (graphnet.distributed)
         self.train_op = None
         self.loss = None
 
@@ -227,7 +230,7 @@ class Optimizer:
             raise GraphError(f"{self.name}.minimize ({site}): the loss must be a tensor, got {type(loss).__name__}")
         var_list = self._checked_var_list(loss, var_list, site)
         graph = loss.graph
-        grads = gradients(loss, var_list)
+        grads = gradients(loss, var_list) if self.all_reduce is None else self.all_reduce(loss, var_list)
         scalar_dtype = "float64" if all(v.dtype == np.float64 for v in var_list) else "float32"
         with graph, graph.phase("update"), graph.name_scope(self.name):
             self.step = self._state_variable(graph, "step", np.zeros((), scalar_dtype))

@@ -27,10 +27,15 @@ __all__ = ["Program", "PLAN_CACHE_SIZE", "check_feed", "step_name"]     # step_n
 
 
 class RngState:
-    """The run counter that keys counter-based random ops (dropout): run k draws stream k of each seed."""
+    """The run counter that keys counter-based random ops (dropout): run k draws stream k of each seed.
+
+    first_sample: the place of this run's first sample in a larger batch, of which it runs a shard (data-parallel
+    training: graphnet/distributed); a dropout then draws the numbers of the stream that the same samples draw in
+    the whole batch, so the shards' masks together are the whole batch's mask. 0 for a run of the whole batch."""
 
     def __init__(self):
         self.counter = 0
+        self.first_sample = 0
 
 
 # How many plans (one per combination of feed shapes) a program keeps, the least recently used dropped first.

@@ -30,6 +30,13 @@ What fit does with what you give it, so that nothing goes silently wrong:
 
 Resuming reproduces an uninterrupted run exactly because everything random is counter-based and saved: the
 loader's (seed, epoch), each program's run counter (dropout masks are keyed by it), and the optimizer's step.
+
+Data-parallel training (distributed=True, under `mpiexec -n N`; graphnet/distributed): every rank runs this loop
+on its shard of each global batch of `batch_size` samples, and the train program all-reduces the gradients. The
+epoch's logs and the validation numbers are summed over the ranks (each rank validates its shard); a batch's logs
+(on_batch_end) are the rank's own shard's, with batch_size the global batch's. The progress bar, the CSV log and
+the callbacks marked main_rank_only (TensorBoard) run on rank 0 only; save() is written by rank 0; restore() reads
+on every rank. evaluate() and predict() called by you compute on the whole data on the rank that calls them.
 """
 import csv
 import numbers
@@ -40,7 +47,7 @@ import numpy as np
 
 from . import checkpoint, optim
 from .compiler import compile as compile_program
-from .data.loader import DataLoader
+from .data.loader import DataLoader, augmentations
 from .errors import FeedError, GraphError
 from .graph import Graph, format_shape, placeholder
 from .ops.activations import Sigmoid, Softmax
@@ -120,8 +127,10 @@ class History:
 
 class Callback:
     """Hooks the fit loop calls. Epoch numbers count from 1; `self.trainer` is set before training starts, and
-    setting `trainer.stop_training = True` ends training after the current epoch."""
+    setting `trainer.stop_training = True` ends training after the current epoch. In distributed training a
+    callback runs on every rank, unless it is main_rank_only (it writes for the whole job: rank 0 does that)."""
     trainer = None
+    main_rank_only = False
 
     def set_trainer(self, trainer):
         self.trainer = trainer
@@ -150,6 +159,7 @@ class Callback:
 class ProgressBar(Callback):
     """A tqdm bar per epoch, counting samples (so its rate reads samples/s), with the running mean loss: a widget
     in Jupyter, text on stderr elsewhere (tqdm.auto), or text on `file` if you give one."""
+    main_rank_only = True
 
     def __init__(self, file=None, leave=True):
         self.file, self.leave = file, leave
@@ -185,6 +195,7 @@ class ProgressBar(Callback):
 class CSVLogger(Callback):
     """One CSV row per epoch with everything the epoch logged. append=True continues an existing file (its
     header is kept), as a resumed run does."""
+    main_rank_only = True
 
     def __init__(self, path, append=False):
         self.path, self.append = os.fspath(path), append
@@ -301,6 +312,7 @@ class TensorBoard(Callback):
         graph       with write_graph, the training program's graph, once (the Graphs tab; hover a node to see
                     the line that created it)
     """
+    main_rank_only = True
 
     def __init__(self, logdir, histogram_freq=1, write_grads=True, write_images=True, write_graph=True,
                  update_freq="epoch"):
@@ -376,10 +388,12 @@ class Trainer:
 
     device: where the programs run (None: compile's default). seed: the data order and augmentations.
     check_numerics: every training and evaluation step stops at the first op that writes NaN or Inf, naming it
-    (compile's check_numerics: slow, for debugging)."""
+    (compile's check_numerics: slow, for debugging).
+    distributed: data-parallel training over the ranks of `mpiexec -n N` (graphnet/distributed; a single process
+    when not started by mpiexec): batch_size is the global batch, split across the ranks."""
 
     def __init__(self, model, optimizer="adam", loss="cross_entropy", metrics=None, l2=0.0, l1=0.0, device=None,
-                 seed=0, check_numerics=False):
+                 seed=0, check_numerics=False, distributed=False):
         self.model = model
         self.optimizer = optim.get(optimizer)
         if isinstance(loss, str):
@@ -413,6 +427,15 @@ class Trainer:
         self._casts_warned = set()      # (data dtype, model dtype) pairs already warned about
         self.gradients = {}             # {variable name: gradient} of an epoch's last batch, when a callback asks
         self._gradient_program = None
+        self.data_parallel = None       # distributed=True: what the fit loop does across the ranks
+        if distributed:
+            from .distributed.data_parallel import DataParallel
+            self.data_parallel = DataParallel(self)
+
+    @property
+    def is_main(self):
+        """Whether this process prints and writes for the job: rank 0, or the only process."""
+        return self.data_parallel is None or self.data_parallel.is_main
 
     # -- building --------------------------------------------------------------------------------------------------
     def build(self, sample_shape, input_dtype="float32", target_shape=None, target_dtype=None):
@@ -423,6 +446,8 @@ class Trainer:
         graph = model.graph if model.graph is not None else Graph()
         classification = self.loss_name == "cross_entropy"
         with graph:
+            if self.data_parallel is not None:
+                self.data_parallel.build(graph, input_dtype)
             self.x = placeholder((None,) + tuple(sample_shape), input_dtype, name="x")
             with graph.name_scope("train"):
                 self.train_outputs = call_with_layout_hint(model, self.x, True, sample_shape)
@@ -530,15 +555,21 @@ class Trainer:
         if validation_data is not None:
             self._check_input(np.asarray(validation_data[0]), "fit(validation_data=...)")
             self.check_data(*validation_data, "fit(validation_data=...)")
+        if self.data_parallel is not None:
+            self.data_parallel.start(x, y, validation_data, dict(
+                epochs=epochs, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                augment=[type(a).__name__ for a in augmentations(augment)]))
         self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed, drop_last=drop_last,
                                  augment=augment, fold_single=True)
+        if self.data_parallel is not None:
+            self.data_parallel.check_batches(self.loader, batch_size)
         for layer in self.model.walk() if hasattr(self.model, "walk") else [self.model]:
             if isinstance(layer, BatchNorm):
                 layer.check_training_batch(self.loader.smallest_batch, f"fit(batch_size={batch_size})")
-        callbacks = list(callbacks)
-        if csv_log is not None:
+        callbacks = [c for c in callbacks if self.is_main or not getattr(c, "main_rank_only", False)]
+        if csv_log is not None and self.is_main:
             callbacks.append(CSVLogger(csv_log, append=self.epoch > 0))
-        if progress:
+        if progress and self.is_main:
             callbacks.append(ProgressBar())
         for callback in callbacks:
             callback.set_trainer(self)
@@ -565,6 +596,9 @@ class Trainer:
         fetch_gradients = any(getattr(c, "wants_gradients", lambda epoch: False)(epoch + 1) for c in callbacks)
         last_batch = len(self.loader) - 1
         for batch, (xb, yb) in enumerate(self.loader):
+            batch_size = len(xb)                        # the global batch's
+            if self.data_parallel is not None:
+                xb, yb = self.data_parallel.shard(xb, yb)
             learning_rate = self.optimizer.update_learning_rate(step)
             if fetch_gradients and batch == last_batch:
                 loss, outputs, _, *grads = self.gradient_program().run({self.x: xb, self.y: yb})
@@ -577,14 +611,17 @@ class Trainer:
             for key, value in logs.items():
                 totals[key] = totals.get(key, 0.0) + value * len(xb)
             seen += len(xb)
-            logs.update(batch_size=len(xb), learning_rate=learning_rate)
+            logs.update(batch_size=batch_size, learning_rate=learning_rate)
             for callback in callbacks:
                 callback.on_batch_end(batch, logs)
         seconds = time.perf_counter() - started
+        if self.data_parallel is not None:
+            totals, seen = self.data_parallel.sum_over_ranks(totals, seen, f"epoch {epoch + 1}'s training logs")
         logs = {"epoch": epoch + 1}
         logs.update({key: total / seen for key, total in totals.items()})
         if validation_data is not None:
-            logs.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
+            validation = self._evaluate(*validation_data, sharded=self.data_parallel is not None)
+            logs.update({f"val_{k}": v for k, v in validation.items()})
         logs.update(learning_rate=learning_rate, seconds=seconds, samples_per_s=seen / seconds if seconds else 0.0)
         self.epoch = epoch + 1
         self.history.record(logs)
@@ -639,17 +676,28 @@ class Trainer:
                             f"{int(y.max()) + 1} units, or relabel the classes")
 
     def evaluate(self, x, y, batch_size=256):
-        """The loss and metrics over (x, y) in inference mode, averaged over samples."""
+        """The loss and metrics over (x, y) in inference mode, averaged over samples (on this rank alone)."""
+        return self._evaluate(x, y, batch_size)
+
+    def _evaluate(self, x, y, batch_size=256, sharded=False):
+        """evaluate; sharded (fit's validation in distributed training): each rank its share of the samples, the
+        totals summed over the ranks."""
         self._build_for(x, y, "evaluate")
         self.check_data(x, y, "evaluate")
-        totals, seen = {}, 0
-        for xb, yb in DataLoader(x, y, batch_size):
+        x, y = np.asarray(x), np.asarray(y)
+        if sharded:
+            rows = self.data_parallel.rows(len(x))
+            x, y = x[rows], y[rows]
+        totals, seen = {key: 0.0 for key in ["loss", *self.metrics]}, 0
+        for xb, yb in (DataLoader(x, y, batch_size) if len(x) or not sharded else ()):   # a rank may have none
             loss, outputs = self.eval_program.run({self.x: xb, self.y: yb})
             values = {"loss": float(loss)}
             values.update({name: fn(outputs, yb) for name, fn in self.metrics.items()})
             for key, value in values.items():
-                totals[key] = totals.get(key, 0.0) + value * len(xb)
+                totals[key] += value * len(xb)
             seen += len(xb)
+        if sharded:
+            totals, seen = self.data_parallel.sum_over_ranks(totals, seen, "the validation logs")
         return {key: total / seen for key, total in totals.items()}
 
     def predict(self, x, batch_size=256):
@@ -687,9 +735,15 @@ class Trainer:
 
     def save(self, path):
         """Save everything a resumed run needs: the model's variables, the optimizer's state, the epoch, the
-        programs' run counters (dropout's RNG), the loader's (seed, epoch), the history. Atomic."""
+        programs' run counters (dropout's RNG), the loader's (seed, epoch), the history. Atomic. In distributed
+        training rank 0 writes, and every rank returns once the file is complete."""
         if not self.built:
             raise GraphError("save: the trainer is not built yet; fit first (or model.save_weights for weights)")
+        if self.data_parallel is not None:
+            return self.data_parallel.save(path, lambda: self._write(path))
+        return self._write(path)
+
+    def _write(self, path):
         model_vars, optimizer_vars = self._state_variables()
         arrays = {f"model/{n}": v for n, v in checkpoint.values_of(model_vars).items()}
         arrays.update({f"optimizer/{n}": v for n, v in checkpoint.values_of(optimizer_vars).items()})

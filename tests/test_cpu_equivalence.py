@@ -534,10 +534,13 @@ def test_kernels_cover_every_reference_op_but_the_blas_and_window_ones():
 
 
 def test_every_reference_kernel_has_a_compiled_cpu_twin():
-    """Every op, fused ones aside (the cpu backend fuses only where it pays: graphnet/ops/fused.py)."""
+    """Every op, fused ones aside (the cpu backend fuses only where it pays: graphnet/ops/fused.py) and the
+    collectives, which hand host arrays to MPI on every backend (graphnet/ops/collective.py): there is no
+    arithmetic of graphnet's to compile."""
+    from graphnet.ops.collective import AllReduceSum
     reference, cpu = unfused_ops(get_backend("reference")), get_backend("cpu").kernels
     assert sorted(op.name for op in set(reference) - set(cpu)) == []
-    for op in reference:                        # compiled in graphnet/_ext, not a NumPy function passed through
+    for op in set(reference) - {AllReduceSum}:  # compiled in graphnet/_ext, not a NumPy function passed through
         assert type(cpu[op]).__name__ in ("cython_function_or_method", "fused_cython_function"), op.name
 
 

@@ -1,4 +1,4 @@
-"""The exercises at the end of lessons 05a, 09, 10 and 11: every checker they offer says right to the right answer
+"""The exercises at the end of lessons 05a, 09, 10, 11 and 12: every checker they offer says right to the right answer
 and "not yet" to a wrong one (the form of every lesson's exercises: tests/test_tutorials.py).
 
 A checker is a function check_exercise_<k>(answer...) of the lesson, self-contained (it imports what it uses and
@@ -27,6 +27,9 @@ CASES = [
     ("10_mnist1d", "check_exercise_2", (17,), (11,)),
     ("11_cpu_vs_gpu", "check_exercise_1", (125, 16), (125, 15)),
     ("11_cpu_vs_gpu", "check_exercise_2", (10.2,), (3.4,)),        # 3 · 852,370 FLOPs · 4,000 = 10.2 GFLOP; not 1 ·
+    ("12_data_parallel_sgd", "check_exercise_1", ((22 / 64, 21 / 64, 21 / 64),), ((1 / 3, 1 / 3, 1 / 3),)),
+    ("12_data_parallel_sgd", "check_exercise_2", (0.4,), (0.05,)),                  # the global batch is 8x larger
+    ("12_data_parallel_sgd", "check_exercise_3", (370_236,), (246_824,)),           # 2(N-1)/N of 4·61,706 bytes
 ]
 
 

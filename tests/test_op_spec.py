@@ -25,9 +25,12 @@ from gradcheck import Fixed, check_gradients
 from graphnet.backends import get_backend, unfused_ops
 from graphnet.errors import GraphError
 from graphnet.op import REGISTRY
+from graphnet.ops.collective import AllReduceSum, allreduce_sum
 from graphnet.ops.formulas import FORMULAS
 from graphnet.ops.fused import FUSED_OPS, Fused
 from graphnet.ops.pointwise import OPS
+
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # the simulator's splitmix64
 
 DEVICES = ("cpu", "cuda")
 TOLERANCE = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-10, atol=1e-12)}
@@ -156,6 +159,8 @@ SPECS = [
     Spec(gn.ops.shape.Concat, lambda a, b: gn.concat([a, b], axis=1), smooth(2, 3), smooth(2, 1)),
     Spec(gn.ops.shape.GetItem, lambda x: gn.getitem(x, (slice(None), slice(1, 3))), smooth(2, 4)),
     Spec(gn.ops.state.Assign, assign, smooth(2, 3), differentiable=False),
+    # communication: in one process the sum over the ranks is the value itself (graphnet/distributed)
+    Spec(AllReduceSum, allreduce_sum, smooth(2, 3)),
 ]
 
 

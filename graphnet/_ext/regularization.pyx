@@ -101,7 +101,10 @@ def dropout(cnp.ndarray out, cnp.ndarray x, *, double rate, seed, rng):
         require_floats("dropout", out, (x,))
     cdef Py_ssize_t n = size(out)
     require_size("dropout", "the input", x, n)
-    cdef uint64_t key = stream_key(seed, rng.counter)
+    # element i draws number start + i of the stream: start > 0 when x is a shard of the batch (data-parallel
+    # training), start = first sample · elements per sample (graphnet/random.py: stream_start)
+    cdef Py_ssize_t start = rng.first_sample * (n // x.shape[0]) if x.ndim and x.shape[0] else 0
+    cdef uint64_t key = stream_key(seed, rng.counter) + <uint64_t>start
     cdef void* po = data(out)
     cdef void* px = data(x)
     cdef bint single = is_single(out)

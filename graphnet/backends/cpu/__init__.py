@@ -1,11 +1,14 @@
 """The `cpu` backend: compiled Cython kernels from graphnet/_ext (typed memoryviews, nogil, OpenMP, BLAS).
 
 Every compiled module of graphnet/_ext that defines KERNELS is loaded (tables keyed by op class: see
-graphnet/backends/base.py); its kernels are called directly, with no wrapper.
+graphnet/backends/base.py); its kernels are called directly, with no wrapper. Kernels with no arithmetic of
+graphnet's to compile (the collectives, which hand host arrays to MPI) are Python modules of this package.
 """
+import sys
+
 from ... import _ext, threads
 from ...errors import GraphError
-from ..base import Backend
+from ..base import Backend, kernel_modules
 
 
 NOT_BUILT = ("device 'cpu' needs graphnet's compiled kernels (graphnet/_ext), and {problem}. Build them with "
@@ -25,7 +28,7 @@ class CpuBackend(Backend):
     name = "cpu"
 
     def __init__(self):
-        super().__init__(_kernel_modules())
+        super().__init__(_kernel_modules() + kernel_modules(sys.modules[__name__]))
 
     def prepare_calling_thread(self):
         threads.use_in_this_thread()

@@ -1,6 +1,6 @@
 """dropout and batch norm kernels (formulas in graphnet/ops/regularization.py).
 
-dropout draws its mask from the counter-based generator of graphnet/backends/reference/random.py, bit for bit:
+dropout draws its mask from the counter-based generator of graphnet/random.py, bit for bit:
 
     u_i = (splitmix64(key + i) >> 40) · 2⁻²⁴,   key = splitmix64(seed·2³² + run counter)   (key made on the host)
     out_i = x_i · (1/(1 − rate) if u_i ≥ rate else 0)                                 (the product in float64)
@@ -23,8 +23,8 @@ import math
 import numpy as np
 from numba import cuda, float64, types, uint64
 
-from ...random import splitmix64 as host_splitmix64
 from ...errors import GraphError
+from ...random import splitmix64 as host_splitmix64, stream_start
 from .launch import BLOCK, BoundLaunch, PerRun, flat, grid_for, shape_of, step_kernel
 from .reduce import block_sum, workspace_array
 from .registry import register_generic
@@ -63,18 +63,24 @@ register_generic("dropout_mask", dropout_mask, lambda f: (f[::1], f[::1], types.
 KEY_ARGUMENT = 2      # dropout_mask's argument that changes with every run
 
 
-def dropout_key(seed, counter):
-    """key = splitmix64(seed·2³² + counter), as the reference computes it."""
+def dropout_key(seed, counter, start=0):
+    """key = splitmix64(seed·2³² + counter), as the reference computes it, plus `start` (modulo 2⁶⁴): element i
+    then draws number start + i of the stream (start > 0 for a shard of the batch: graphnet/random.py)."""
     with np.errstate(over="ignore"):
-        return host_splitmix64(np.array([(seed << 32) + counter], dtype=np.uint64))[0]
+        return host_splitmix64(np.array([(seed << 32) + counter], dtype=np.uint64))[0] + np.uint64(start)
 
 
 @step_kernel
 def dropout(out, x, *, rate, seed, rng):
     """out = x · mask / (1 − rate), the mask drawn anew for each run of the program (rng.counter)."""
+    shape = shape_of(x)
+
+    def key():
+        return dropout_key(seed, rng.counter, stream_start(shape, rng.first_sample))
+
     launch = BoundLaunch(dropout_mask, grid_for(out.size), BLOCK,
-                         [flat(out), flat(x), dropout_key(seed, rng.counter), float(rate), 1.0 / (1.0 - rate)])
-    return [PerRun(launch, KEY_ARGUMENT, lambda: dropout_key(seed, rng.counter))]
+                         [flat(out), flat(x), key(), float(rate), 1.0 / (1.0 - rate)])
+    return [PerRun(launch, KEY_ARGUMENT, key)]
 
 
 # ---------------------------------------------------------------------------------------------------------------

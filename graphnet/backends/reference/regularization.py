@@ -1,13 +1,14 @@
 """dropout and batch norm kernels (see graphnet/ops/regularization.py for the formulas)."""
 import numpy as np
 
-from ...random import uniform
 from ...ops.regularization import (BatchNorm, BatchNormGradGamma, BatchNormGradInput, Dropout, Variance,
                                    VarianceGrad)
+from ...random import stream_start, uniform
 
 
 def dropout(out, x, *, rate, seed, rng):
-    keep = uniform(seed, rng.counter, x.size).reshape(x.shape) >= rate
+    start = stream_start(x.shape, rng.first_sample)           # 0 unless x is a shard of the batch
+    keep = uniform(seed, rng.counter, x.size, start).reshape(x.shape) >= rate
     np.multiply(x, keep * (1.0 / (1.0 - rate)), out=out, casting="unsafe")
 
 
