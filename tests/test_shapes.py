@@ -37,6 +37,8 @@ def test_conv_output_size_counts_windows_and_raises_exactly_when_empty(size, ker
     assert message.startswith(f"output {axis} floor((")
     if pad_lo == pad_hi and dilation == 1:
         assert f"floor(({size} - {kernel} + 2*{pad_lo})/{stride}) + 1" in message
+    elif dilation == 1:
+        assert f"floor(({size} - {kernel} + {pad_lo} + {pad_hi})/{stride}) + 1" in message
     else:
         assert f"floor(({size} + {pad_lo} + {pad_hi} - {dilation}*({kernel}-1) - 1)/{stride}) + 1" in message
     shortfall = dilation * (kernel - 1) + 1 - (size + pad_lo + pad_hi)
