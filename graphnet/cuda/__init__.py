@@ -5,6 +5,7 @@
     gemm           the tiled matrix-product kernel        linalg        matmul on it
     conv           convolution as implicit GEMMs          pool          max and average pooling
     losses         mean losses and their gradients        regularization dropout, batch norm
+    lrn            local response normalization
     launch         grid sizes and launches bound once     layout        strides, broadcasting, merging axes
     registry       every device kernel with its argument types (for the PTX build check)
 
@@ -17,7 +18,8 @@ Each op module defines, at module level,
 """
 import importlib
 
-OP_MODULES = ("elementwise", "activations", "reduce", "shape", "linalg", "conv", "pool", "losses", "regularization")
+OP_MODULES = ("elementwise", "activations", "reduce", "shape", "linalg", "conv", "pool", "losses", "regularization",
+              "lrn")
 
 
 def load_tables():

@@ -3,9 +3,9 @@
 Each kernel is `fn(out, *inputs, **params)` and writes its result into the preallocated `out`.
 """
 from ..base import Backend
-from . import activations, conv, elementwise, linalg, losses, pool, reduce, regularization, shape, state
+from . import activations, conv, elementwise, linalg, losses, lrn, pool, reduce, regularization, shape, state
 
-_MODULES = (activations, conv, elementwise, linalg, losses, pool, reduce, regularization, shape, state)
+_MODULES = (activations, conv, elementwise, linalg, losses, lrn, pool, reduce, regularization, shape, state)
 
 
 class ReferenceBackend(Backend):
