@@ -196,9 +196,10 @@ def _ceil_mode_output_size(size, kernel, pad_lo, pad_hi, stride, dilation, axis_
     padding ((output - 1)*S >= W + P_lo), as PyTorch and ONNX count; refused when that leaves no window."""
     adjective = _ADJECTIVE.get(axis_name, "long")
     if size == 0:
+        side = "top" if axis_name == "height" else "left"
         raise ShapeRuleViolation(f"output {axis_name} is empty: the input {axis_name} is 0, and with ceil_mode a "
-                                 f"window must start inside the input or its {'top' if axis_name == 'height' else 'left'}"
-                                 " padding; give an input with at least one row and column")
+                                 f"window must start inside the input or its {side} padding; give an input with at "
+                                 "least one row and column")
     formula = output_size_formula(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name, ceil_mode=True)
     padded = size + pad_lo + pad_hi
     span = dilation * (kernel - 1) + 1

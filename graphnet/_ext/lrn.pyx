@@ -2,11 +2,12 @@
 """Local response normalization across channels, the cpu backend's kernels (formulas in graphnet/ops/lrn.py; the
 NumPy twin is graphnet/backends/reference/lrn.py).
 
-x is viewed as (N, C, S), S the positions after the channel axis (H·W). With n = size, the window of channel c
+x is viewed as (N, C, S), S the positions after the channel axis (H·W). With n = size, the window of channel c is
 the channels c − before … c − before + n − 1 that exist (the others are zeros), after = n − 1 − before:
 
     local_response_norm        D_c = k + α/n · Σ_window a_{c'}²,   y_c = a_c · D_c^−β
-    local_response_norm_grad   dx_j = dy_j · D_j^−β − (2αβ/n) · a_j · Σ_{c = j − after}^{j + before} dy_c · a_c · D_c^(−β−1)
+    local_response_norm_grad   dx_j = dy_j · D_j^−β − (2αβ/n) · a_j · Σ_c dy_c · a_c · D_c^(−β−1),
+                               c from j − after to j + before (the channels whose window holds j)
 
 The channels of one position are S elements apart, so the work goes by tiles: TILE consecutive positions of one
 image, all C channels. Inside a tile every loop runs along the positions (contiguous, vectorizable); the window
