@@ -381,8 +381,9 @@ def pool_cases(draw):
     h = draw(st.integers(max(1, kh - sum(padding[0])), 12))
     w = draw(st.integers(max(1, kw - sum(padding[1])), 12))
     x_shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w)
-    y_shape = x_shape[:2] + tuple(pool_output_size(size, k, lo, hi, st_, axis, ceil_mode=ceil_mode) for size, k, (lo, hi),
-                                  st_, axis in zip((h, w), (kh, kw), padding, stride, ("height", "width")))
+    y_shape = x_shape[:2] + tuple(pool_output_size(size, k, lo, hi, step, axis, ceil_mode=ceil_mode)
+                                  for size, k, (lo, hi), step, axis in zip((h, w), (kh, kw), padding, stride,
+                                                                           ("height", "width")))
     params = {"kernel_size": (kh, kw), "stride": stride, "padding": padding, "ceil_mode": ceil_mode,
               "count_include_pad": draw(st.booleans())}
     return x_shape, y_shape, params, draw(DTYPES), draw(st.integers(0, 2 ** 31)), draw(st.booleans())
