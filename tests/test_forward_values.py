@@ -507,9 +507,11 @@ def pool_cases(draw):
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
     sides = tuple((draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in (kh, kw))
+    symmetric = draw(st.booleans())
+    if symmetric:
+        sides = tuple((lo, lo) for lo, _ in sides)
     height = draw(st.integers(max(1, kh - sum(sides[0])), 7))
     width = draw(st.integers(max(1, kw - sum(sides[1])), 7))
-    symmetric = draw(st.booleans())
     padding = (sides[0][0], sides[1][0]) if symmetric else sides
     return dict(kernel=(kh, kw), stride=stride, padding=padding, shape=(2, 2, height, width),
                 dtype=draw(st.sampled_from(DTYPES)), ceil_mode=draw(st.booleans()),
