@@ -9,6 +9,15 @@ which, with symmetric padding P and no dilation, is the textbook form floor((W -
 The dilated kernel spans D*(F-1) + 1 input positions; the output is empty exactly when that span is larger than
 the padded input W + P_lo + P_hi.
 
+Pooling may round up instead (PyTorch's and ONNX's ceil_mode): a last, partial window is kept where the windows do
+not tile the padded input exactly,
+
+    output = ceil((W + P_lo + P_hi - F)/S) + 1,   less 1 if the last window would start in the bottom/right padding
+                                                  ((output - 1)*S >= W + P_lo)
+
+so every window starts inside the input or its top/left padding, and the positions a partial window reaches past the
+padded input take no part in it.
+
 Every function here raises `ShapeRuleViolation` with the formula and the user's numbers; the graph layer adds the
 op's name and the line of user code. A size of None (unknown while the graph is built) gives None.
 """
@@ -52,7 +61,17 @@ def normalize_pair(value, what, allow_zero=False):
 
 
 def explicit_padding(padding, what="padding"):
-    """((top, bottom), (left, right)) from an int, a pair (ph, pw) or a pair of pairs ((pt, pb), (pl, pr))."""
+    """((top, bottom), (left, right)) from an int, a pair (ph, pw) or a pair of pairs ((pt, pb), (pl, pr)).
+
+    A flat 4-tuple is refused: frameworks order its entries differently (ONNX's pads are top, left, bottom, right;
+    PyTorch's F.pad takes left, right, top, bottom), and a silent guess would pad the wrong sides."""
+    if isinstance(padding, (tuple, list)) and len(padding) == 4 and not any(
+            isinstance(side, (tuple, list)) for side in padding):
+        a, b, c, d = padding
+        raise ShapeRuleViolation(
+            f"{what} {tuple(padding)!r} has 4 entries, which frameworks order differently (ONNX: top, left, bottom, "
+            f"right; PyTorch's F.pad: left, right, top, bottom); write ((top, bottom), (left, right)) — e.g. "
+            f"(({a}, {c}), ({b}, {d})) for ONNX's order")
     if (isinstance(padding, (tuple, list)) and len(padding) == 2
             and all(isinstance(side, (tuple, list)) for side in padding)):
         (top, bottom), (left, right) = (normalize_pair(side, what, allow_zero=True) for side in padding)
@@ -86,19 +105,25 @@ def conv_padding(padding, kernel_hw, dilation_hw, stride_hw):
     return explicit_padding(padding)
 
 
-def output_size_formula(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name):
+def output_size_formula(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name, ceil_mode=False):
     """'floor((W - F + 2P)/S) + 1 = floor((28 - 5 + 2*0)/3) + 1 = 8': the formula, then with the numbers.
 
-    The textbook form when the padding is symmetric and the dilation 1, the general form otherwise.
+    The textbook form when the padding is symmetric and the dilation 1, the general form otherwise; with
+    `ceil_mode`, ceil instead of floor (before the rule that drops a window starting in the bottom/right padding).
     """
     symbol = _SYMBOL.get(axis_name, "N")
-    result = (size + pad_lo + pad_hi - dilation * (kernel - 1) - 1) // stride + 1
+    rounding = "ceil" if ceil_mode else "floor"
+    reach = size + pad_lo + pad_hi - dilation * (kernel - 1) - 1
+    result = (-(-reach // stride) if ceil_mode else reach // stride) + 1
     if pad_lo == pad_hi and dilation == 1:
-        letters = f"floor(({symbol} - F + 2P)/S) + 1"
-        numbers = f"floor(({size} - {kernel} + 2*{pad_lo})/{stride}) + 1"
+        letters = f"{rounding}(({symbol} - F + 2P)/S) + 1"
+        numbers = f"{rounding}(({size} - {kernel} + 2*{pad_lo})/{stride}) + 1"
+    elif dilation == 1:
+        letters = f"{rounding}(({symbol} - F + P_lo + P_hi)/S) + 1"
+        numbers = f"{rounding}(({size} - {kernel} + {pad_lo} + {pad_hi})/{stride}) + 1"
     else:
-        letters = f"floor(({symbol} + P_lo + P_hi - D*(F-1) - 1)/S) + 1"
-        numbers = f"floor(({size} + {pad_lo} + {pad_hi} - {dilation}*({kernel}-1) - 1)/{stride}) + 1"
+        letters = f"{rounding}(({symbol} + P_lo + P_hi - D*(F-1) - 1)/S) + 1"
+        numbers = f"{rounding}(({size} + {pad_lo} + {pad_hi} - {dilation}*({kernel}-1) - 1)/{stride}) + 1"
     return f"{letters} = {numbers} = {result}"
 
 
@@ -142,8 +167,9 @@ def conv_output_size(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name):
     return (padded - span) // stride + 1
 
 
-def pool_output_size(size, kernel, pad_lo, pad_hi, stride, axis_name, dilation=1):
-    """The convolution formula again, plus PyTorch's pooling rule: each padding at most half the window.
+def pool_output_size(size, kernel, pad_lo, pad_hi, stride, axis_name, dilation=1, ceil_mode=False):
+    """The convolution formula again (or its ceil_mode form, see the top of this module), plus PyTorch's pooling
+    rule: each padding at most half the window.
 
     PyTorch requires pad <= (D*(F-1) + 1) // 2 (for D = 1: pad <= F // 2); with more, a window could hold nothing
     but padding, and its maximum or average would be meaningless.
@@ -158,4 +184,32 @@ def pool_output_size(size, kernel, pad_lo, pad_hi, stride, axis_name, dilation=1
                     f"padding {side} the {axis_name} is {pad}, more than half the {kernel}-{adjective} pooling "
                     f"window (at most {limit}, as in PyTorch): a window could then hold only padding; "
                     f"use padding <= {limit} or a larger window")
-    return conv_output_size(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name)
+    if not ceil_mode:
+        return conv_output_size(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name)
+    if size is None or kernel is None:
+        return None
+    return _ceil_mode_output_size(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name)
+
+
+def _ceil_mode_output_size(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name):
+    """ceil((W + P_lo + P_hi - D*(F-1) - 1)/S) + 1, less the last window if it would start in the bottom/right
+    padding ((output - 1)*S >= W + P_lo), as PyTorch and ONNX count; refused when that leaves no window."""
+    adjective = _ADJECTIVE.get(axis_name, "long")
+    if size == 0:
+        side = "top" if axis_name == "height" else "left"
+        raise ShapeRuleViolation(f"output {axis_name} is empty: the input {axis_name} is 0, and with ceil_mode a "
+                                 f"window must start inside the input or its {side} padding; give an input with at "
+                                 "least one row and column")
+    formula = output_size_formula(size, kernel, pad_lo, pad_hi, stride, dilation, axis_name, ceil_mode=True)
+    padded = size + pad_lo + pad_hi
+    span = dilation * (kernel - 1) + 1
+    rounded_up = -(-(padded - span) // stride) + 1
+    if rounded_up < 1:
+        raise ShapeRuleViolation(
+            f"output {axis_name} {formula} is empty: the {kernel}-{adjective} window overhangs the padded "
+            f"{padded}-{adjective} input ({size} + {pad_lo} + {pad_hi}) by {span - padded}, and ceil_mode keeps a "
+            f"partial window only where it overhangs by less than the stride {stride}; pad at least "
+            f"{span - padded - stride + 1} more in total or use a smaller window")
+    if (rounded_up - 1) * stride >= size + pad_lo:
+        return rounded_up - 1          # that window would start in the bottom/right padding: PyTorch drops it
+    return rounded_up

@@ -48,49 +48,63 @@ def naive_conv2d(x, w, b, stride, padding, dilation, groups):
     return y
 
 
-def pool_windows(x_shape, kernel_size, stride, padding):
-    """For each output position (n, c, oh, ow): the list of real input positions (h, w) of its window, row-major."""
+def pool_output_size(size, kernel, pad_lo, pad_hi, stride, ceil_mode):
+    """Windows that fit (counted one start at a time); with ceil_mode also the next one, where the fitting ones
+    leave part of the padded input over and that window starts inside the input or the top/left padding."""
+    fitting = output_size(size, kernel, pad_lo, pad_hi, stride)
+    leftover = (size + pad_lo + pad_hi - kernel) % stride != 0
+    return fitting + int(ceil_mode and leftover and fitting * stride < size + pad_lo)
+
+
+def pool_windows(x_shape, kernel_size, stride, padding, ceil_mode=False):
+    """For each output position (n, c, oh, ow): the real input positions (h, w) of its window, row-major, and the
+    number of its positions inside the padded input (padding included, what lies past it not)."""
     n_images, channels, height, width = x_shape
     (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_size, stride, padding
-    oh_size, ow_size = output_size(height, kh, pt, pb, sh), output_size(width, kw, pl, pr, sw)
+    oh_size = pool_output_size(height, kh, pt, pb, sh, ceil_mode)
+    ow_size = pool_output_size(width, kw, pl, pr, sw, ceil_mode)
     for n, c, oh, ow in itertools.product(range(n_images), range(channels), range(oh_size), range(ow_size)):
         positions = [(oh * sh + r - pt, ow * sw + s - pl) for r in range(kh) for s in range(kw)]
-        yield (n, c, oh, ow), [(h, w) for h, w in positions if 0 <= h < height and 0 <= w < width]
+        padded = [(h, w) for h, w in positions if h < height + pb and w < width + pr]
+        yield (n, c, oh, ow), [(h, w) for h, w in positions if 0 <= h < height and 0 <= w < width], len(padded)
 
 
-def pool_out_shape(x_shape, kernel_size, stride, padding):
+def pool_out_shape(x_shape, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True):
     (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_size, stride, padding
-    return x_shape[:2] + (output_size(x_shape[2], kh, pt, pb, sh), output_size(x_shape[3], kw, pl, pr, sw))
+    return x_shape[:2] + (pool_output_size(x_shape[2], kh, pt, pb, sh, ceil_mode),
+                          pool_output_size(x_shape[3], kw, pl, pr, sw, ceil_mode))
 
 
-def naive_max_pool2d(x, kernel_size, stride, padding):
-    y = np.zeros(pool_out_shape(x.shape, kernel_size, stride, padding))
-    for (n, c, oh, ow), window in pool_windows(x.shape, kernel_size, stride, padding):
+def naive_max_pool2d(x, kernel_size, stride, padding, ceil_mode=False):
+    y = np.zeros(pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode))
+    for (n, c, oh, ow), window, _ in pool_windows(x.shape, kernel_size, stride, padding, ceil_mode):
         y[n, c, oh, ow] = max(x[n, c, h, w] for h, w in window)
     return y
 
 
-def naive_max_pool2d_grad(dy, x, kernel_size, stride, padding):
+def naive_max_pool2d_grad(dy, x, kernel_size, stride, padding, ceil_mode=False):
     dx = np.zeros(x.shape)
-    for (n, c, oh, ow), window in pool_windows(x.shape, kernel_size, stride, padding):
+    for (n, c, oh, ow), window, _ in pool_windows(x.shape, kernel_size, stride, padding, ceil_mode):
         values = [x[n, c, h, w] for h, w in window]
         h, w = window[values.index(max(values))]   # list.index: the first position attaining the max
         dx[n, c, h, w] += dy[n, c, oh, ow]
     return dx
 
 
-def naive_avg_pool2d(x, kernel_size, stride, padding):
-    y = np.zeros(pool_out_shape(x.shape, kernel_size, stride, padding))
-    for (n, c, oh, ow), window in pool_windows(x.shape, kernel_size, stride, padding):
-        y[n, c, oh, ow] = sum(x[n, c, h, w] for h, w in window) / (kernel_size[0] * kernel_size[1])
+def naive_avg_pool2d(x, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True):
+    """The sum of the window's real positions over their count, or over the count of its positions inside the
+    padded input (count_include_pad)."""
+    y = np.zeros(pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode))
+    for (n, c, oh, ow), window, padded in pool_windows(x.shape, kernel_size, stride, padding, ceil_mode):
+        y[n, c, oh, ow] = sum(x[n, c, h, w] for h, w in window) / (padded if count_include_pad else len(window))
     return y
 
 
-def naive_avg_pool2d_grad(dy, x_shape, kernel_size, stride, padding):
+def naive_avg_pool2d_grad(dy, x_shape, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True):
     dx = np.zeros(x_shape)
-    for (n, c, oh, ow), window in pool_windows(x_shape, kernel_size, stride, padding):
+    for (n, c, oh, ow), window, padded in pool_windows(x_shape, kernel_size, stride, padding, ceil_mode):
         for h, w in window:
-            dx[n, c, h, w] += dy[n, c, oh, ow] / (kernel_size[0] * kernel_size[1])
+            dx[n, c, h, w] += dy[n, c, oh, ow] / (padded if count_include_pad else len(window))
     return dx
 
 
@@ -119,14 +133,16 @@ def conv_configs(draw, max_groups=3):
 
 @st.composite
 def pool_configs(draw):
-    """A small valid pooling: each padding at most half the window (PyTorch's rule), asymmetric allowed."""
+    """A small valid pooling: each padding at most half the window (PyTorch's rule), asymmetric allowed; ceil_mode
+    and count_include_pad drawn (max pooling ignores the latter)."""
     kernel_size = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = tuple((draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in kernel_size)
     in_hw = tuple(draw(st.integers(max(1, k - lo - hi), 7)) for k, (lo, hi) in zip(kernel_size, padding))
     return dict(x_shape=(draw(st.integers(1, 2)), draw(st.integers(1, 2))) + in_hw,
-                params=dict(kernel_size=kernel_size, stride=stride, padding=padding),
-                ties=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+                params=dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=draw(st.booleans())),
+                count_include_pad=draw(st.booleans()), ties=draw(st.booleans()),
+                seed=draw(st.integers(0, 2**32 - 1)))
 
 
 def conv_out_shape(config):
@@ -224,7 +240,7 @@ def test_max_pool2d_and_its_gradient_match_naive_loops(config):
 @given(pool_configs())
 def test_avg_pool2d_and_its_gradient_match_naive_loops(config):
     x, rng = pool_input(config)
-    p = config["params"]
+    p = dict(config["params"], count_include_pad=config["count_include_pad"])
     y = nan_array(pool_out_shape(x.shape, **p))
     pool.avg_pool2d(y, x, **p)
     np.testing.assert_allclose(y, naive_avg_pool2d(x, **p), rtol=1e-12, atol=1e-12)

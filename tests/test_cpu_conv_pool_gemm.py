@@ -21,6 +21,7 @@ from graphnet.backends import get_backend
 from graphnet.backends.reference import conv as ref_conv
 from graphnet.backends.reference import linalg as ref_linalg
 from graphnet.backends.reference import pool as ref_pool
+from graphnet.shapes import pool_output_size
 from kernels_by_name import op_named  # noqa: E402
 
 ref_relu_grad = get_backend("reference").kernel(op_named("relu_grad"))     # dx = dy·[y > 0], in NumPy
@@ -369,6 +370,8 @@ def test_conv_kernels_explain_bad_calls(cpu):
 
 @st.composite
 def pool_cases(draw):
+    """Any window, stride and (asymmetric) padding; ceil_mode (a partial last window: the divisor tables, and no
+    tiled path) and count_include_pad drawn too."""
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     tiled = draw(st.booleans())                # window = stride, no padding: the fast 2x2 / tiled paths
     if tiled:
@@ -376,12 +379,21 @@ def pool_cases(draw):
     else:
         stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
         padding = tuple((draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in (kh, kw))
+    ceil_mode = draw(st.booleans())
     h = draw(st.integers(max(1, kh - sum(padding[0])), 12))
     w = draw(st.integers(max(1, kw - sum(padding[1])), 12))
     x_shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w)
-    y_shape = x_shape[:2] + ((h + sum(padding[0]) - kh) // stride[0] + 1, (w + sum(padding[1]) - kw) // stride[1] + 1)
-    params = {"kernel_size": (kh, kw), "stride": stride, "padding": padding}
+    y_shape = x_shape[:2] + tuple(pool_output_size(size, k, lo, hi, step, axis, ceil_mode=ceil_mode)
+                                  for size, k, (lo, hi), step, axis in zip((h, w), (kh, kw), padding, stride,
+                                                                           ("height", "width")))
+    params = {"kernel_size": (kh, kw), "stride": stride, "padding": padding, "ceil_mode": ceil_mode,
+              "count_include_pad": draw(st.booleans())}
     return x_shape, y_shape, params, draw(DTYPES), draw(st.integers(0, 2 ** 31)), draw(st.booleans())
+
+
+def kernel_params(kind, params):
+    """The params of a max or avg pooling kernel: count_include_pad is the average's alone."""
+    return params if kind == "avg" else {k: v for k, v in params.items() if k != "count_include_pad"}
 
 
 def pool_input(x_shape, dtype, seed, ties):
@@ -399,14 +411,15 @@ def test_pooling_forward_and_backward_match_reference(cpu, case):
     x = pool_input(x_shape, dtype, seed, ties)
     dy = np.random.default_rng(seed + 1).standard_normal(y_shape).astype(dtype)
     for kind in ("max", "avg"):
+        p = kernel_params(kind, params)
         expected_y, y = nan_like(y_shape, dtype), nan_like(y_shape, dtype)
-        getattr(ref_pool, f"{kind}_pool2d")(expected_y, x, **params)
-        cpu.kernel(op_named(f"{kind}_pool2d"))(y, x, **params)
+        getattr(ref_pool, f"{kind}_pool2d")(expected_y, x, **p)
+        cpu.kernel(op_named(f"{kind}_pool2d"))(y, x, **p)
         assert_close(y, expected_y)
         grad_inputs = (dy, x, expected_y) if kind == "max" else (dy,)
         expected_dx, dx = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
-        getattr(ref_pool, f"{kind}_pool2d_grad")(expected_dx, *grad_inputs, **params)
-        cpu.kernel(op_named(f"{kind}_pool2d_grad"))(dx, *grad_inputs, **params)
+        getattr(ref_pool, f"{kind}_pool2d_grad")(expected_dx, *grad_inputs, **p)
+        cpu.kernel(op_named(f"{kind}_pool2d_grad"))(dx, *grad_inputs, **p)
         assert_close(dx, expected_dx)
 
 
@@ -439,6 +452,30 @@ def test_pooling_explains_a_wrong_output_shape(cpu):
     params = {"kernel_size": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))}
     with pytest.raises(ValueError, match=r"floor\(\(H \+ pt \+ pb"):
         cpu.kernel(op_named("max_pool2d"))(np.empty((1, 1, 3, 3), np.float32), np.ones((1, 1, 4, 4), np.float32), **params)
+    with pytest.raises(ValueError, match=r"ceil\(\(H \+ pt \+ pb.* = \(1, 1, 3, 3\), not \(1, 1, 2, 2\)"):
+        cpu.kernel(op_named("avg_pool2d"))(np.empty((1, 1, 2, 2), np.float32), np.ones((1, 1, 5, 5), np.float32), **params,
+                                 ceil_mode=True)
+
+
+def test_a_partial_ceil_mode_window_averages_what_it_covers(cpu):
+    """x = 1 … 6 in a row, 1×3 windows with stride 2, one column of padding on each side, ceil_mode: four windows,
+    starting at columns −1, 1, 3, 5. The first holds the left padding; the last holds 6, the right padding and a
+    column past it, which never counts. count_include_pad=True divides by the window's columns inside the padded
+    input (3, 3, 3, 2), False by those inside the input (2, 3, 3, 1) — PyTorch's and ONNX's numbers."""
+    x = np.arange(1, 7, dtype=np.float32).reshape(1, 1, 1, 6)
+    for include, expected in ((True, [1, 3, 5, 3]), (False, [1.5, 3, 5, 6])):
+        params = {"kernel_size": (1, 3), "stride": (1, 2), "padding": ((0, 0), (1, 1)), "ceil_mode": True,
+                  "count_include_pad": include}
+        y, reference = nan_like((1, 1, 1, 4), np.float32), nan_like((1, 1, 1, 4), np.float32)
+        cpu.kernel(op_named("avg_pool2d"))(y, x, **params)
+        ref_pool.avg_pool2d(reference, x, **params)
+        np.testing.assert_array_equal(y.ravel(), expected)
+        np.testing.assert_array_equal(reference.ravel(), expected)
+        dx = nan_like(x.shape, np.float32)
+        cpu.kernel(op_named("avg_pool2d_grad"))(dx, np.ones((1, 1, 1, 4), np.float32), **params)
+        shares = 1 / np.array([3, 3, 3, 2] if include else [2, 3, 3, 1], np.float32)
+        np.testing.assert_allclose(dx.ravel(), [shares[0], shares[0] + shares[1], shares[1], shares[1] + shares[2],
+                                                shares[2], shares[2] + shares[3]], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -507,17 +544,18 @@ def test_fused_pool_grad_relu_equals_the_two_kernels_in_a_row(cpu, case):
     x, dy, other = fused_pool_arrays(x_shape, y_shape, dtype, seed, ties, integer_dy, special)
     relu_y = {"x": x, "copy": x.copy(), "other": other}[relu_y_is]
     y = nan_like(y_shape, dtype)
-    ref_pool.max_pool2d(y, x, **params)
+    ref_pool.max_pool2d(y, x, **kernel_params("max", params))
     for kind, grad_inputs in (("max", (dy, x, y)), ("avg", (dy,))):
+        p = kernel_params(kind, params)
         in_row, grad = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
-        cpu.kernel(op_named(f"{kind}_pool2d_grad"))(grad, *grad_inputs, **params)
+        cpu.kernel(op_named(f"{kind}_pool2d_grad"))(grad, *grad_inputs, **p)
         cpu.kernel(op_named("relu_grad"))(in_row, grad, relu_y)
         reference, ref_grad = nan_like(x_shape, dtype), nan_like(x_shape, dtype)
         with np.errstate(invalid="ignore"):                        # inf − inf, inf · 0: NaN, as intended
-            getattr(ref_pool, f"{kind}_pool2d_grad")(ref_grad, *grad_inputs, **params)
+            getattr(ref_pool, f"{kind}_pool2d_grad")(ref_grad, *grad_inputs, **p)
             ref_relu_grad(reference, ref_grad, relu_y)
         fused = nan_like(x_shape, dtype)
-        cpu.kernel(op_named(f"{kind}_pool2d_grad_relu"))(fused, *grad_inputs, relu_y, **params)
+        cpu.kernel(op_named(f"{kind}_pool2d_grad_relu"))(fused, *grad_inputs, relu_y, **p)
         assert_same_bits(fused, in_row)
         if kind == "max" and integer_dy:
             assert_same_bits(fused, reference)

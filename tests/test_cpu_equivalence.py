@@ -503,6 +503,46 @@ def test_mlp_training_steps_agree(layer, dtype, normalize):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# local response norm; pooling with ceil_mode, asymmetric padding and count_include_pad
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 5), min_size=3, max_size=4).map(tuple), st.integers(1, 6), st.sampled_from(DTYPES),
+       st.sampled_from([None, 0]), seeds)
+def test_local_response_norm_and_its_gradient(shape, size, dtype, channels_before, seed):
+    x = normal(np.random.default_rng(seed), shape, dtype, scale=2.0)
+    check_op(lambda t: gn.local_response_norm(t, size, alpha=0.5, beta=0.75, k=2.0, channels_before=channels_before),
+             [x], dtype)
+
+
+def test_local_response_norm_over_many_positions_and_channels():
+    """AlexNet's first LRN on a small image: 64 channels, 13×13 positions in tiles of 64 (the last one partial)."""
+    x = normal(np.random.default_rng(3), (2, 64, 13, 13), "float32", scale=3.0)
+    check_op(lambda t: gn.local_response_norm(t, 5, alpha=1e-4, beta=0.75, k=2.0), [x], "float32")
+
+
+@st.composite
+def ceil_pool_cases(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = tuple((draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in (kh, kw))
+    hw = tuple(draw(st.integers(max(1, k - lo - hi), 9)) for k, (lo, hi) in zip((kh, kw), padding))
+    return dict(shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3))) + hw, kernel=(kh, kw), stride=stride,
+                padding=padding, ceil_mode=draw(st.booleans()), count_include_pad=draw(st.booleans()))
+
+
+@SETTINGS
+@given(ceil_pool_cases(), st.sampled_from(DTYPES), seeds)
+def test_pooling_with_ceil_mode_asymmetric_padding_and_count_include_pad(case, dtype, seed):
+    rng = np.random.default_rng(seed)
+    kwargs = dict(stride=case["stride"], padding=case["padding"], ceil_mode=case["ceil_mode"])
+    check_op(lambda t: gn.max_pool2d(t, case["kernel"], **kwargs), [small_integers(rng, case["shape"], dtype)],
+             dtype)                                 # ties: a gradient routed elsewhere would be off by a whole dy
+    check_op(lambda t: gn.avg_pool2d(t, case["kernel"], count_include_pad=case["count_include_pad"], **kwargs),
+             [normal(rng, case["shape"], dtype)], dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # the schedule names the chosen loop
 
 
@@ -523,7 +563,7 @@ def test_kernels_cover_every_reference_op_but_the_blas_and_window_ones():
     reference = set(get_backend("reference").kernels)
     mine = {op for op in reference if not op.name.startswith(("conv2d", "max_pool2d", "avg_pool2d", "matmul"))}
     assert mine <= set(get_backend("cpu").kernels)
-    for module in ("elementwise", "activations", "reduce", "losses", "regularization", "shape"):
+    for module in ("elementwise", "activations", "reduce", "losses", "regularization", "shape", "lrn"):
         kernels = __import__(f"graphnet._ext.{module}", fromlist=["KERNELS"]).KERNELS
         assert all(type(fn).__name__ in ("cython_function_or_method", "fused_cython_function")
                    for fn in kernels.values()), module

@@ -26,6 +26,7 @@ def test_every_kernel_compiles_to_ptx_and_assembles_for_sm75_sm80_sm90():
     for arch in ("75", "80", "90"):
         assert any(line.split()[2:3] == [arch] for line in table if line.startswith("matmul[128x128]"))
     names = {line.split()[0] for line in table[1:] if line and not line.startswith(" ")}
-    for expected in ("conv2d_grad_weight[16x128]", "max_pool_backward", "dropout_mask", "sum.per_block",
-                     "cross_entropy_rows", "strided_copy", "relu.map", "add.broadcast"):
+    for expected in ("conv2d_grad_weight[16x128]", "max_pool_backward", "avg_pool_backward", "lrn_forward",
+                     "lrn_backward", "dropout_mask", "sum.per_block", "cross_entropy_rows", "strided_copy", "relu.map",
+                     "add.broadcast"):
         assert expected in names, f"{expected} missing from the PTX check"

@@ -251,13 +251,28 @@ def test_implicit_gemm_on_random_geometries(config, tiling, splits, relu):
         np.testing.assert_allclose(out.copy_to_host(), reference, rtol=1e-9, atol=1e-11, err_msg=which)
 
 
-POOL_CASES = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(2, 3), stride=1)]
+POOL_CASES = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(2, 3), stride=1),
+              dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=2, padding=((1, 0), (0, 1))),
+              dict(kernel_size=3, stride=2, padding=((0, 1), (1, 1)), ceil_mode=True)]
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=str)
 @pytest.mark.parametrize("pool", [gn.max_pool2d, gn.avg_pool2d])
 def test_pooling_forward_and_gradient(pool, case):
     check(lambda x: pool(x, **case), random((2, 2, 6, 5)))
+
+
+@pytest.mark.parametrize("case", POOL_CASES[3:], ids=str)
+def test_average_pooling_without_the_padding_in_the_divisor(case):
+    check(lambda x: gn.avg_pool2d(x, count_include_pad=False, **case), random((2, 2, 6, 5)))
+
+
+@pytest.mark.parametrize("size, channels_before", [(5, None), (2, None), (4, 1)])
+def test_local_response_norm_and_its_gradient(size, channels_before):
+    check(lambda x: gn.local_response_norm(x, size, alpha=0.5, beta=0.75, k=2.0, channels_before=channels_before),
+          random((2, 6, 2, 3), low=-2, high=2))
+    check(lambda x: gn.local_response_norm(x, size, alpha=0.5, beta=0.75, k=2.0, channels_before=channels_before),
+          random((2, 6, 3), "float32", low=-2, high=2), dtype="float32")
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=str)

@@ -138,8 +138,14 @@ def test_pooling_errors_name_the_numbers():
         with pytest.raises(gn.ShapeError, match=r"floor\(\(28 - 40 \+ 2\*0\)/40\) \+ 1 = 0 is empty") as caught:
             gn.avg_pool2d(x, 40)
         assert raised_at(caught) in str(caught.value)
-        with pytest.raises(gn.ShapeError, match=r"pooling takes an int or a pair"):
+        with pytest.raises(gn.ShapeError, match=r"pooling takes an int, a pair \(ph, pw\) or \(\(top, bottom\), "
+                                                r"\(left, right\)\)"):
             gn.max_pool2d(x, 2, padding="same")
+        with pytest.raises(gn.ShapeError, match=r"ceil\(\(28 - 31 \+ 2\*0\)/2\) \+ 1 = 0 is empty: the 31-tall "
+                                                r"window overhangs the padded 28-tall input \(28 \+ 0 \+ 0\) by 3, "
+                                                r"and ceil_mode keeps a partial window only where it overhangs by less "
+                                                r"than the stride 2; pad at least 2 more in total"):
+            gn.max_pool2d(x, 31, stride=2, ceil_mode=True)
 
 
 def test_matmul_inner_mismatch_names_both_sizes():

@@ -13,6 +13,12 @@ from hypothesis import strategies as st
 
 import graphnet as gn
 
+try:                                   # PyTorch, where installed, is a second oracle for pooling and LRN
+    import torch
+    import torch.nn.functional as torch_f
+except ImportError:
+    torch = None
+
 SETTINGS = settings(deadline=None, max_examples=max(30, settings.default.max_examples))
 DTYPES = ["float32", "float64"]
 TOL = {"float32": dict(rtol=2e-5, atol=2e-5), "float64": dict(rtol=1e-11, atol=1e-11)}
@@ -464,44 +470,140 @@ def test_conv2d_same_padding_with_an_even_kernel_pads_more_at_the_bottom_right()
 # pooling
 
 
-def loop_pool(x, kernel, stride, padding, kind):
-    """Max (padding never wins) or average (padding counts as zero, divided by the full window) by loops."""
+def loop_window_starts(size, kernel, pad_lo, pad_hi, stride, ceil_mode):
+    """The first input index of each window: windows at −pad_lo, −pad_lo + S, … that fit in the padded input, and
+    with ceil_mode one more that overhangs it by less than a stride, if it starts before size (in the input or the
+    top/left padding)."""
+    starts, start = [], -pad_lo
+    while start + kernel <= size + pad_hi:
+        starts.append(start)
+        start += stride
+    if ceil_mode and start + kernel - (size + pad_hi) < stride and start < size:
+        starts.append(start)
+    return starts
+
+
+def loop_pool(x, kernel, stride, padding, kind, ceil_mode=False, count_include_pad=True):
+    """Max (padding never wins) or average (padding counts as zero) by loops; the average divides by the window's
+    positions inside the padded input (count_include_pad) or inside the input."""
     n_img, chans, height, width = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
-    out = np.zeros((n_img, chans, oh, ow))
-    for n, c, i, j in itertools.product(range(n_img), range(chans), range(oh), range(ow)):
-        window = [float(x[n, c, i * sh + r - ph, j * sw + s - pw]) for r in range(kh) for s in range(kw)
-                  if 0 <= i * sh + r - ph < height and 0 <= j * sw + s - pw < width]
-        out[n, c, i, j] = max(window) if kind == "max" else math.fsum(window) / (kh * kw)
+    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel, stride, padding
+    rows = loop_window_starts(height, kh, pt, pb, sh, ceil_mode)
+    cols = loop_window_starts(width, kw, pl, pr, sw, ceil_mode)
+    out = np.zeros((n_img, chans, len(rows), len(cols)))
+    for n, c, (i, top), (j, left) in itertools.product(range(n_img), range(chans), enumerate(rows), enumerate(cols)):
+        positions = [(top + r, left + s) for r in range(kh) for s in range(kw)]
+        window = [float(x[n, c, h, w]) for h, w in positions if 0 <= h < height and 0 <= w < width]
+        padded = [1 for h, w in positions if h < height + pb and w < width + pr]
+        divisor = len(padded) if count_include_pad else len(window)
+        out[n, c, i, j] = max(window) if kind == "max" else math.fsum(window) / divisor
     return out
 
 
 @st.composite
 def pool_cases(draw):
+    """Window, stride, padding (symmetric as (ph, pw), or ((top, bottom), (left, right))), ceil_mode and
+    count_include_pad."""
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
-    padding = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
-    height = draw(st.integers(max(1, kh - 2 * padding[0]), 7))
-    width = draw(st.integers(max(1, kw - 2 * padding[1]), 7))
+    sides = tuple((draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in (kh, kw))
+    symmetric = draw(st.booleans())
+    if symmetric:
+        sides = tuple((lo, lo) for lo, _ in sides)
+    height = draw(st.integers(max(1, kh - sum(sides[0])), 7))
+    width = draw(st.integers(max(1, kw - sum(sides[1])), 7))
+    padding = (sides[0][0], sides[1][0]) if symmetric else sides
     return dict(kernel=(kh, kw), stride=stride, padding=padding, shape=(2, 2, height, width),
-                dtype=draw(st.sampled_from(DTYPES)))
+                dtype=draw(st.sampled_from(DTYPES)), ceil_mode=draw(st.booleans()),
+                count_include_pad=draw(st.booleans()))
+
+
+def explicit(padding):
+    return padding if isinstance(padding[0], tuple) else tuple((p, p) for p in padding)
 
 
 @SETTINGS
 @given(pool_cases(), st.integers(0, 2 ** 16))
 def test_max_and_avg_pooling_against_loops(case, seed):
+    """Against the loops, and against PyTorch where it is installed and the padding is symmetric (PyTorch pads
+    both sides alike)."""
     dtype = case["dtype"]
     value = rand(np.random.default_rng(seed), case["shape"], dtype) - 2.0      # mostly negative: padding must lose
     with gn.Graph():
         x = gn.placeholder((None,) + case["shape"][1:], dtype=dtype, name="x")
-        kwargs = dict(stride=case["stride"], padding=case["padding"])
-        fetches = [gn.max_pool2d(x, case["kernel"], **kwargs), gn.avg_pool2d(x, case["kernel"], **kwargs)]
+        kwargs = dict(stride=case["stride"], padding=case["padding"], ceil_mode=case["ceil_mode"])
+        fetches = [gn.max_pool2d(x, case["kernel"], **kwargs),
+                   gn.avg_pool2d(x, case["kernel"], count_include_pad=case["count_include_pad"], **kwargs)]
     outs = run(fetches, {x: value})
     stride = case["kernel"] if case["stride"] is None else case["stride"]
     for out, kind in zip(outs, ("max", "avg")):
         assert out.dtype == np.dtype(dtype)
-        close(out, loop_pool(value, case["kernel"], stride, case["padding"], kind), dtype)
+        close(out, loop_pool(value, case["kernel"], stride, explicit(case["padding"]), kind, case["ceil_mode"],
+                             case["count_include_pad"]), dtype)
+    if torch is not None and not isinstance(case["padding"][0], tuple):
+        t = torch.tensor(value)
+        close(outs[0], torch_f.max_pool2d(t, case["kernel"], stride, case["padding"], ceil_mode=case["ceil_mode"]),
+              dtype)
+        close(outs[1], torch_f.avg_pool2d(t, case["kernel"], stride, case["padding"], ceil_mode=case["ceil_mode"],
+                                          count_include_pad=case["count_include_pad"]), dtype)
+
+
+def test_ceil_mode_pools_a_partial_last_window():
+    """1 … 5 in a row, 1×2 windows with stride 2: floor mode pools (1, 2) and (3, 4); ceil_mode also keeps (5),
+    whose average counts one position."""
+    with gn.Graph():
+        x = gn.placeholder((1, 1, 1, 5), dtype="float64", name="x")
+        fetches = [gn.max_pool2d(x, (1, 2)), gn.max_pool2d(x, (1, 2), ceil_mode=True),
+                   gn.avg_pool2d(x, (1, 2), ceil_mode=True), gn.avg_pool2d(x, (1, 2), ceil_mode=True,
+                                                                           count_include_pad=False)]
+    outs = run(fetches, {x: np.arange(1.0, 6.0).reshape(1, 1, 1, 5)})
+    np.testing.assert_array_equal(outs[0].ravel(), [2, 4])
+    np.testing.assert_array_equal(outs[1].ravel(), [2, 4, 5])
+    np.testing.assert_array_equal(outs[2].ravel(), [1.5, 3.5, 5])      # the column past the input is no padding
+    np.testing.assert_array_equal(outs[3].ravel(), [1.5, 3.5, 5])
+
+
+def loop_lrn(x, size, alpha, beta, k, before=None):
+    """b_c = a_c / (k + α/n · Σ a_{c'}²)^β, c' over the channels c − before … c − before + n − 1 that exist."""
+    before = size // 2 if before is None else before
+    out = np.zeros(x.shape)
+    channels = x.shape[1]
+    for index in itertools.product(*(range(d) for d in x.shape)):
+        n, c, rest = index[0], index[1], index[2:]
+        total = math.fsum(float(x[(n, other) + rest]) ** 2
+                          for other in range(max(0, c - before), min(channels, c - before + size)))
+        out[index] = x[index] / (k + alpha / size * total) ** beta
+    return out
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 4), min_size=3, max_size=4).map(tuple), st.integers(1, 6), st.sampled_from(DTYPES),
+       st.floats(0.0, 2.0), st.floats(0.1, 1.5), st.floats(0.5, 3.0), st.integers(0, 2 ** 16))
+def test_local_response_norm_against_loops(shape, size, dtype, alpha, beta, k, seed):
+    """Against the loops, and against PyTorch's F.local_response_norm where it is installed."""
+    value = rand(np.random.default_rng(seed), shape, dtype) * 2
+    with gn.Graph():
+        x = gn.placeholder(shape, dtype=dtype, name="x")
+        y = gn.local_response_norm(x, size, alpha=alpha, beta=beta, k=k)
+    out = run(y, {x: value})
+    assert out.dtype == np.dtype(dtype)
+    close(out, loop_lrn(value, size, alpha, beta, k), dtype)
+    if torch is not None:
+        close(out, torch_f.local_response_norm(torch.tensor(value), size, alpha=alpha, beta=beta, k=k), dtype)
+
+
+def test_local_response_norm_even_windows_start_where_asked():
+    """size 2: PyTorch's window is (c − 1, c), ONNX's (c, c + 1) (channels_before=0); the zero channels beyond the
+    edges still count in the divisor n."""
+    value = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
+    with gn.Graph():
+        x = gn.placeholder((1, 3, 1), dtype="float64", name="x")
+        pytorch = gn.local_response_norm(x, 2, alpha=2.0, beta=1.0)
+        onnx = gn.local_response_norm(x, 2, alpha=2.0, beta=1.0, channels_before=0)
+        fetches = [pytorch, onnx]
+    pytorch_window, onnx_window = run(fetches, {x: value})
+    np.testing.assert_allclose(pytorch_window.ravel(), [1 / (1 + 1), 2 / (1 + 1 + 4), 3 / (1 + 4 + 9)])
+    np.testing.assert_allclose(onnx_window.ravel(), [1 / (1 + 1 + 4), 2 / (1 + 4 + 9), 3 / (1 + 9)])
 
 
 def test_global_avg_pool():

@@ -557,28 +557,34 @@ def test_conv2d_common_layers(attrs, data):
 
 @st.composite
 def pool_case(draw, values):
+    """A window, stride and padding (an int, a pair, or ((top, bottom), (left, right))), and ceil_mode."""
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     stride = draw(st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)))
-    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
-    hw = [draw(st.integers(max(1, k - 2 * p), max(1, k - 2 * p) + 3)) for k, p in zip(kernel, padding)]
+    sides = [(draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in kernel]
+    hw = [draw(st.integers(max(1, k - lo - hi), max(1, k - lo - hi) + 3)) for k, (lo, hi) in zip(kernel, sides)]
     x_shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) + tuple(hw)
-    if draw(st.booleans()):
+    if all(lo == hi for lo, hi in sides) and draw(st.booleans()):
+        padding = (sides[0][0], sides[1][0])
         padding = padding[0] if padding[0] == padding[1] else padding
-    return draw(values(x_shape)), kernel, stride, padding
+    else:
+        padding = tuple(sides)
+    return draw(values(x_shape)), kernel, stride, padding, draw(st.booleans())
 
 
 @checks(150)
 @given(case=pool_case(generic), unknown=st.booleans())
 def test_max_pool2d(case, unknown):
-    x, kernel, stride, padding = case
-    check_gradients(lambda t: gn.max_pool2d(t, kernel, stride=stride, padding=padding), [x], unknown_batch=unknown)
+    x, kernel, stride, padding, ceil_mode = case
+    check_gradients(lambda t: gn.max_pool2d(t, kernel, stride=stride, padding=padding, ceil_mode=ceil_mode), [x],
+                    unknown_batch=unknown)
 
 
 @checks(100)
-@given(case=pool_case(arrays), unknown=st.booleans())
-def test_avg_pool2d(case, unknown):
-    x, kernel, stride, padding = case
-    check_gradients(lambda t: gn.avg_pool2d(t, kernel, stride=stride, padding=padding), [x], unknown_batch=unknown)
+@given(case=pool_case(arrays), count_include_pad=st.booleans(), unknown=st.booleans())
+def test_avg_pool2d(case, count_include_pad, unknown):
+    x, kernel, stride, padding, ceil_mode = case
+    check_gradients(lambda t: gn.avg_pool2d(t, kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                                            count_include_pad=count_include_pad), [x], unknown_batch=unknown)
 
 
 @pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
@@ -595,6 +601,34 @@ def test_pool_overlapping_windows(op, kernel, stride, padding, data):
 @given(x=st.tuples(*(st.integers(1, 3) for _ in range(4))).flatmap(arrays), unknown=st.booleans())
 def test_global_avg_pool2d(x, unknown):
     check_gradients(gn.global_avg_pool2d, [x], unknown_batch=unknown)
+
+
+@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 0), (2, 2, 0), (3, 2, ((1, 0), (0, 1))), (3, 3, 1)],
+                         ids=lambda v: str(v))
+@checks(3)
+@given(data=st.data())
+def test_pool_ceil_mode_partial_windows(op, kernel, stride, padding, data):
+    """Sizes where ceil_mode keeps a last window that reaches past the padded input (GoogLeNet's 3×3/2 pools)."""
+    x = data.draw(generic((1, 2, 6, 7)))
+    check_gradients(lambda t: getattr(gn, op)(t, kernel, stride=stride, padding=padding, ceil_mode=True), [x])
+
+
+@st.composite
+def lrn_case(draw):
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 6))) + tuple(draw(st.lists(st.integers(1, 3), min_size=1,
+                                                                                      max_size=2)))
+    size = draw(st.integers(1, 6))
+    return dict(x=draw(arrays(shape, -3.0, 3.0)), size=size, alpha=draw(floats(0.0, 2.0)),
+                beta=draw(floats(0.1, 1.5)), k=draw(floats(0.5, 3.0)),
+                channels_before=draw(st.none() | st.integers(0, size - 1)))
+
+
+@checks(60)
+@given(case=lrn_case(), unknown=st.booleans())
+def test_local_response_norm(case, unknown):
+    x = case.pop("x")
+    check_gradients(lambda t: gn.local_response_norm(t, **case), [x], unknown_batch=unknown)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -268,6 +268,113 @@ def test_pooling_non_positive_stride_or_window_is_refused(value, op, what):
     assert f"({THIS_FILE}:" in message and f"got {value}" in message
 
 
+def ceil_windows(size, kernel, pad_lo, pad_hi, stride):
+    """ceil_mode: the windows that fit, then the next one if it overhangs the padded input by less than a stride
+    and starts inside the input or its top/left padding."""
+    padded, count = size + pad_lo + pad_hi, windows(size, kernel, pad_lo, pad_hi, stride)
+    if count * stride + kernel - padded < stride and count * stride < size + pad_lo:
+        count += 1
+    return count
+
+
+@st.composite
+def ceil_pool_configs(draw):
+    """Pooling with ceil_mode drawn and the padding given as ((top, bottom), (left, right)) or (ph, pw)."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    padding = tuple((draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in (kh, kw))
+    if draw(st.booleans()) and all(lo == hi for lo, hi in padding):
+        padding = (padding[0][0], padding[1][0])
+    return {"kernel": (kh, kw), "stride": draw(st.one_of(st.none(), st.tuples(st.integers(1, 4), st.integers(1, 4)))),
+            "padding": padding, "ceil_mode": draw(st.booleans()), "h": draw(st.integers(1, 9)),
+            "w": draw(st.integers(1, 9)), "op": draw(st.sampled_from(["max_pool2d", "avg_pool2d"]))}
+
+
+@SETTINGS
+@given(ceil_pool_configs(), st.integers(0, 2 ** 16))
+def test_pooling_with_ceil_mode_and_asymmetric_padding_follows_the_formula(cfg, seed):
+    (kh, kw), stride = cfg["kernel"], cfg["stride"] or cfg["kernel"]
+    padding = cfg["padding"] if isinstance(cfg["padding"][0], tuple) else tuple((p, p) for p in cfg["padding"])
+    count = ceil_windows if cfg["ceil_mode"] else windows
+    oh = count(cfg["h"], kh, *padding[0], stride[0])
+    ow = count(cfg["w"], kw, *padding[1], stride[1])
+    pool = getattr(gn, cfg["op"])
+    with gn.Graph():
+        x = gn.placeholder((None, 2, cfg["h"], cfg["w"]), name="x")
+        event("refused" if oh == 0 or ow == 0 else "accepted")
+        if oh == 0 or ow == 0:
+            with pytest.raises(gn.ShapeError) as caught:
+                pool(x, cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"], ceil_mode=cfg["ceil_mode"],
+                     name="mypool")
+            message = str(caught.value)
+            assert message.startswith(f"{cfg['op']} 'mypool' ({THIS_FILE}:")
+            axis = "height" if oh == 0 else "width"
+            assert f"output {axis} {'ceil' if cfg['ceil_mode'] else 'floor'}((" in message and "empty" in message
+            return
+        y = pool(x, cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"], ceil_mode=cfg["ceil_mode"],
+                 name="mypool")
+    assert y.shape == (None, 2, oh, ow)
+    feeds = {x: random_array(np.random.default_rng(seed), (2, 2, cfg["h"], cfg["w"]))}
+    assert run_shape(y, feeds) == (2, 2, oh, ow)
+
+
+@pytest.mark.parametrize("op, kwargs, message", [
+    ("max_pool2d", dict(padding=(1, 2, 1, 2)), r"padding \(1, 2, 1, 2\) has 4 entries.*\(\(1, 1\), \(2, 2\)\)"),
+    ("avg_pool2d", dict(padding=((1, 0), (2, 0))), r"padding before the width is 2, more than half the 3-wide"),
+    ("max_pool2d", dict(ceil_mode=1), r"ceil_mode must be True or False, got 1"),
+    ("avg_pool2d", dict(count_include_pad="no"), r"count_include_pad must be True or False, got 'no'"),
+    ("avg_pool2d", dict(padding="same"), r"pooling takes an int, a pair \(ph, pw\) or \(\(top, bottom\), "),
+])
+def test_pooling_arguments_that_cannot_be_meant_are_refused_naming_them(op, kwargs, message):
+    with gn.Graph():
+        x = gn.placeholder((None, 2, 8, 8), name="x")
+        with pytest.raises(gn.ShapeError, match=message) as caught:
+            getattr(gn, op)(x, 3, **kwargs)
+    assert str(caught.value).startswith(f"{op} ") and f"({THIS_FILE}:" in str(caught.value)
+
+
+def test_ceil_mode_keeps_googlenets_partial_windows():
+    """GoogLeNet's max pools (3×3/2, ceil_mode) at 224: 112 → 56 → 28 → 14 → 7, where floor mode gives 55 and 27."""
+    with gn.Graph():
+        x = gn.placeholder((None, 64, 112, 112), name="x")
+        assert gn.max_pool2d(x, 3, stride=2, ceil_mode=True).shape == (None, 64, 56, 56)
+        assert gn.max_pool2d(x, 3, stride=2).shape == (None, 64, 55, 55)
+        y = gn.placeholder((None, 480, 28, 28), name="y")
+        assert gn.max_pool2d(y, 3, stride=2, ceil_mode=True).shape == (None, 480, 14, 14)
+        assert gn.max_pool2d(y, 3, stride=2).shape == (None, 480, 13, 13)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# local response norm
+
+
+@FAST
+@given(st.lists(st.integers(1, 4), min_size=3, max_size=5).map(tuple), st.integers(1, 7))
+def test_local_response_norm_keeps_the_shape(shape, size):
+    with gn.Graph():
+        x = gn.placeholder((None,) + shape[1:], name="x")
+        y = gn.local_response_norm(x, size)
+    assert y.shape == (None,) + shape[1:]
+    assert run_shape(y, {x: np.ones(shape, "float32")}) == shape
+
+
+@pytest.mark.parametrize("shape, kwargs, message", [
+    ((None, 6), dict(size=3), r"input must be \(N, C, ...\) with at least one axis after the channels.*got "
+                              r"\(None, 6\); for \(N, C\) features reshape to \(N, C, 1\)"),
+    ((None, 6, 2, 2), dict(size=0), r"size must be a positive integer .*got 0"),
+    ((None, 6, 2, 2), dict(size=2.0), r"size must be a positive integer .*got 2.0"),
+    ((None, 6, 2, 2), dict(size=3, k=0), r"alpha >= 0 and k > 0 are needed, got alpha=0.0001, k=0"),
+    ((None, 6, 2, 2), dict(size=3, alpha=-1.0), r"alpha >= 0 and k > 0 are needed, got alpha=-1.0"),
+    ((None, 6, 2, 2), dict(size=3, beta=float("nan")), r"beta must be a finite number, got nan"),
+    ((None, 6, 2, 2), dict(size=4, channels_before=4), r"channels_before must be an integer in 0 … size − 1 = 3"),
+])
+def test_local_response_norm_refuses_what_cannot_be_meant(shape, kwargs, message):
+    with gn.Graph():
+        x = gn.placeholder(shape, name="x")
+        with pytest.raises(gn.ShapeError, match=message) as caught:
+            gn.local_response_norm(x, **kwargs)
+    assert str(caught.value).startswith(f"local_response_norm ") and f"({THIS_FILE}:" in str(caught.value)
+
+
 def test_global_avg_pool_shape():
     with gn.Graph():
         x = gn.placeholder((None, 5, 3, 4), name="x")

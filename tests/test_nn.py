@@ -253,6 +253,38 @@ def test_group_norm_gradients_match_finite_differences():
     check_gradients(lambda t: nn.GroupNorm(2)(t), [x])
 
 
+def test_pooling_layers_pass_ceil_mode_padding_and_count_include_pad_to_their_ops():
+    """GoogLeNet's stem pool (3×3/2, ceil_mode) and an average with asymmetric padding that leaves the padding out
+    of the divisor: the layers' output sizes and values are the ops' own."""
+    x_value = np.random.default_rng(0).normal(size=(2, 3, 9, 9))
+    layers = [nn.MaxPool2D(3, stride=2, ceil_mode=True),
+              nn.AvgPool2D(3, stride=2, padding=((1, 0), (0, 1)), ceil_mode=True, count_include_pad=False)]
+    with gn.Graph():
+        x = gn.placeholder((None, 3, 9, 9), "float64", name="x")
+        outputs = [layer(x) for layer in layers]
+        ops = [gn.max_pool2d(x, 3, stride=2, ceil_mode=True),
+               gn.avg_pool2d(x, 3, stride=2, padding=((1, 0), (0, 1)), ceil_mode=True, count_include_pad=False)]
+    assert [o.shape for o in outputs] == [(None, 3, 4, 4), (None, 3, 5, 5)]
+    got, expected = gn.compile(outputs).run({x: x_value}), gn.compile(ops).run({x: x_value})
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)
+    assert layers[0].count_params() == 0 and layers[1].count_include_pad is False
+
+
+def test_local_response_norm_layer_is_pytorchs_formula_without_parameters():
+    rng = np.random.default_rng(1)
+    layer = nn.LocalResponseNorm(3, alpha=0.3, beta=0.5, k=2.0)
+    with gn.Graph():
+        x = gn.placeholder((None, 4, 2, 2), "float64", name="x")
+        y_train, y_infer = layer(x, training=True), layer(x, training=False)
+    value = rng.normal(size=(2, 4, 2, 2))
+    squares = np.pad(value ** 2, ((0, 0), (1, 1), (0, 0), (0, 0)))
+    expected = value / (2.0 + 0.3 / 3 * (squares[:, :-2] + squares[:, 1:-1] + squares[:, 2:])) ** 0.5
+    for got in gn.compile([y_train, y_infer]).run({x: value}):
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert layer.count_params() == 0 and layer.name == "lrn"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Initializers
 

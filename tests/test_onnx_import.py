@@ -67,6 +67,19 @@ CLASSIFIER_OPS = {
     "AveragePool count_include_pad=1": ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2],
                                                           strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)],
                                         [], (2, 3, 4, 4)),
+    "MaxPool ceil_mode asymmetric pads": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3],
+                                                            strides=[2, 2], pads=[1, 0, 0, 1], ceil_mode=1)],
+                                          [], (2, 3, 4, 4)),
+    "AveragePool ceil_mode asymmetric pads count_include_pad=0": (
+        [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 1],
+                          ceil_mode=1)], [], (2, 3, 4, 4)),
+    "AveragePool ceil_mode partial window count_include_pad=1": (
+        [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
+                          count_include_pad=1)], [], (2, 3, 4, 4)),
+    "MaxPool ceil_mode drops a window starting in the padding": (     # ceil((7 + 2 - 2)/3) + 1 = 4, but the 4th
+        [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[3, 3], pads=[1, 1, 1, 1],
+                          ceil_mode=1)], [], (2, 3, 3, 3)),                 # window would start at padded row 9 >= 8
+    "LRN": ([helper.make_node("LRN", ["x"], ["y"], size=3, alpha=0.5, beta=0.6, bias=2.0)], [], (2, 3, 7, 7)),
     "GlobalAveragePool": ([helper.make_node("GlobalAveragePool", ["x"], ["y"])], [], (2, 3, 1, 1)),
     "BatchNormalization": ([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)],
                            [("s", random(3)), ("b", random(3)), ("m", random(3)), ("v", np.abs(random(3)) + 0.5)],
@@ -114,6 +127,9 @@ def test_the_classic_classifiers_ops_and_attributes_import_as_onnxruntime_runs_t
 
 
 OLD_OPSETS = {
+    "LRN (opset 9)": ([helper.make_node("LRN", ["x"], ["y"], size=5, alpha=0.2)], [], 9),
+    "MaxPool ceil_mode (opset 10)": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
+                                                       ceil_mode=1)], [], 10),
     "Softmax before opset 13 flattens from the axis": (
         [helper.make_node("Softmax", ["x"], ["y"], axis=1)], [], 11),
     "Clip with attributes (opset 7-10)": ([helper.make_node("Clip", ["x"], ["y"], min=-0.3, max=0.4)], [], 9),
@@ -128,16 +144,23 @@ OLD_OPSETS = {
 @pytest.mark.parametrize("case", sorted(OLD_OPSETS))
 def test_older_opsets_mean_what_their_specification_says(case, tmp_path):
     nodes, initializers, opset = OLD_OPSETS[case]
-    session_shape = {"Slice with attributes (opset 9)": (None, 2, 7, 5)}.get(case, (None, 3, 7, 7))
+    session_shape = {"Slice with attributes (opset 9)": (None, 2, 7, 5),
+                     "MaxPool ceil_mode (opset 10)": (None, 3, 4, 4)}.get(case, (None, 3, 7, 7))
     path = onnx_file(tmp_path, nodes, [("x", (None, 3, 7, 7))], [("y", session_shape)], initializers, opset=opset)
     loaded = assert_same_as_onnxruntime(path, {"x": X})
     assert loaded.opset == opset
 
 
 @pytest.mark.parametrize("node, message", [
-    (helper.make_node("LRN", ["x"], ["y"], size=3), r"'y' \(LRN\): graphnet has no import for LRN"),
-    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=1), r"ceil_mode=1"),
-    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1]), r"asymmetric padding"),
+    (helper.make_node("LpNormalization", ["x"], ["y"]), r"'y' \(LpNormalization\): graphnet has no import for "
+                                                        r"LpNormalization"),
+    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2]), r"dilations=\[2, 2\]: "
+                                                                                       r"graphnet's pooling has no"),
+    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[2, 0, 2, 0]),
+     r"'y' \(MaxPool\): max_pool2d .*padding before the height is 2, more than half the 3-tall pooling window"),
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[9, 9], ceil_mode=1),
+     r"'y' \(AveragePool\): avg_pool2d .*output height ceil\(\(H - F \+ 2P\)/S\) \+ 1 = "
+     r"ceil\(\(7 - 9 \+ 2\*0\)/1\) \+ 1 = -1 is empty"),
     (helper.make_node("Softmax", ["x"], ["y"], axis=1, unknown=3), r"attribute unknown=3 is not supported"),
     (helper.make_node("Shape", ["x"], ["y"]), r"Shape of 'x' \(None, 3, 7, 7\): only a shape whose sizes are all"),
 ])
@@ -150,6 +173,44 @@ def test_what_graphnet_cannot_express_is_refused_naming_the_node(node, message, 
     onnx.save(model, str(path))
     with pytest.raises(graphnet.onnx.Unsupported, match=message):
         graphnet.onnx.load(path)
+
+
+def spec_lrn(x, size, alpha, beta, bias):
+    """The ONNX specification's LRN, transcribed: square_sum[n, c] = Σ x[n, i]² over
+    max(0, c − floor((size − 1)/2)) ≤ i ≤ min(C − 1, c + ceil((size − 1)/2)); y = x / (bias + α/size · square_sum)^β."""
+    channels = x.shape[1]
+    square_sum = np.zeros_like(x)
+    for c in range(channels):
+        first, last = max(0, c - (size - 1) // 2), min(channels - 1, c + -(-(size - 1) // 2))
+        square_sum[:, c] = np.sum(x[:, first:last + 1] ** 2, axis=1)
+    return x / (bias + alpha / size * square_sum) ** beta
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_lrn_follows_onnxruntime_and_the_spec_where_onnxs_reference_evaluator_does_not(opset, tmp_path):
+    """onnx's ReferenceEvaluator sums the squares over the wrong axis (test_onnx.REFERENCE_EVALUATOR_WRONG): where it
+    disagrees with onnxruntime, onnxruntime and the specification decide, and graphnet follows them."""
+    from onnx.reference import ReferenceEvaluator
+    x = RNG.standard_normal((2, 6, 3, 3)).astype(np.float32) * 2
+    node = helper.make_node("LRN", ["x"], ["y"], size=5, alpha=0.4, beta=0.75, bias=1.5)
+    path = onnx_file(tmp_path, [node], [("x", (None, 6, 3, 3))], [("y", (None, 6, 3, 3))], opset=opset)
+    assert_same_as_onnxruntime(path, {"x": x})
+    by_spec = spec_lrn(x.astype(np.float64), 5, 0.4, 0.75, 1.5)
+    by_runtime = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(by_runtime, by_spec, rtol=1e-5)
+    by_evaluator = ReferenceEvaluator(str(path)).run(None, {"x": x})[0]
+    assert not np.allclose(by_evaluator, by_spec, rtol=1e-3)     # the evaluator's bug (channels from N on)
+
+
+def test_an_even_lrn_imports_with_the_specs_window(tmp_path):
+    """onnxruntime refuses an LRN of even size; the ONNX specification defines it, with a window that starts
+    (size − 1) // 2 channels before the centre (PyTorch's starts size // 2 before)."""
+    x = RNG.standard_normal((2, 5, 2, 2)).astype(np.float32) * 2
+    node = helper.make_node("LRN", ["x"], ["y"], size=4, alpha=0.4, beta=0.75, bias=1.5)
+    path = onnx_file(tmp_path, [node], [("x", (None, 5, 2, 2))], [("y", (None, 5, 2, 2))])
+    loaded = graphnet.onnx.load(path)
+    got = gn.compile(list(loaded.outputs.values())).run({loaded.inputs["x"]: x})[0]
+    np.testing.assert_allclose(got, spec_lrn(x.astype(np.float64), 4, 0.4, 0.75, 1.5), rtol=1e-5)
 
 
 def test_an_imported_network_fine_tunes_and_exports_again(tmp_path):

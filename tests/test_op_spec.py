@@ -71,15 +71,16 @@ def labels(n, classes):
 class Spec:
     """One op: build(*tensors) -> output, the makers of its inputs, and whether it has gradients to check."""
 
-    def __init__(self, op, build, *inputs, differentiable=True):
+    def __init__(self, op, build, *inputs, differentiable=True, label=None):
         self.op, self.build, self.inputs, self.differentiable = op, build, inputs, differentiable
+        self.label = label or op.name
 
     def values(self, seed=0):
         rng = np.random.default_rng(seed)
         return [make(rng) for make in self.inputs]
 
     def __repr__(self):
-        return self.op.name
+        return self.label
 
 
 def pointwise(name, inputs):
@@ -143,6 +144,13 @@ SPECS = [
          smooth(1, 2, 4, 4), smooth(3, 2, 3, 3), smooth(3)),
     Spec(gn.ops.pool.MaxPool2d, lambda x: gn.max_pool2d(x, 2), distinct(1, 2, 4, 4)),
     Spec(gn.ops.pool.AvgPool2d, lambda x: gn.avg_pool2d(x, 2, padding=1), smooth(1, 2, 4, 4)),
+    Spec(gn.ops.pool.MaxPool2d, lambda x: gn.max_pool2d(x, 3, stride=2, padding=((1, 0), (0, 1)), ceil_mode=True),
+         distinct(1, 2, 6, 6), label="max_pool2d[ceil_mode, asymmetric padding]"),
+    Spec(gn.ops.pool.AvgPool2d,
+         lambda x: gn.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+         smooth(1, 2, 6, 6), label="avg_pool2d[ceil_mode, count_include_pad=False]"),
+    Spec(gn.ops.lrn.LocalResponseNorm, lambda x: gn.local_response_norm(x, size=3, alpha=0.1, beta=0.75, k=1.0),
+         smooth(2, 5, 3, 3)),
     Spec(gn.ops.activations.Softmax, lambda x: gn.softmax(x, axis=1), smooth(2, 4)),
     Spec(gn.ops.activations.LogSoftmax, gn.log_softmax, smooth(2, 4)),
     Spec(gn.ops.regularization.BatchNorm, batch_norm, smooth(3, 2, 2, 2)),

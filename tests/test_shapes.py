@@ -7,6 +7,11 @@ from hypothesis import strategies as st
 from graphnet import shapes
 from graphnet.errors import ShapeRuleViolation
 
+try:                                   # PyTorch, where installed, is a second oracle of the pooling sizes
+    import torch
+except ImportError:
+    torch = None
+
 SETTINGS = settings(deadline=None, max_examples=200)
 
 sizes = st.integers(0, 40)
@@ -37,6 +42,8 @@ def test_conv_output_size_counts_windows_and_raises_exactly_when_empty(size, ker
     assert message.startswith(f"output {axis} floor((")
     if pad_lo == pad_hi and dilation == 1:
         assert f"floor(({size} - {kernel} + 2*{pad_lo})/{stride}) + 1" in message
+    elif dilation == 1:
+        assert f"floor(({size} - {kernel} + {pad_lo} + {pad_hi})/{stride}) + 1" in message
     else:
         assert f"floor(({size} + {pad_lo} + {pad_hi} - {dilation}*({kernel}-1) - 1)/{stride}) + 1" in message
     shortfall = dilation * (kernel - 1) + 1 - (size + pad_lo + pad_hi)
@@ -108,6 +115,13 @@ def test_explicit_padding_forms(padding, expected):
     assert shapes.conv_padding(padding, (3, 3), (1, 1), (2, 2)) == expected
 
 
+def test_a_flat_four_entry_padding_is_refused_naming_both_orders():
+    with pytest.raises(ShapeRuleViolation, match=r"padding \(1, 2, 3, 4\) has 4 entries.*ONNX: top, left, bottom, "
+                                                 r"right; PyTorch's F.pad: left, right, top, bottom.*"
+                                                 r"\(\(1, 3\), \(2, 4\)\) for ONNX's order"):
+        shapes.conv_padding((1, 2, 3, 4), (3, 3), (1, 1), (1, 1))
+
+
 @pytest.mark.parametrize("padding", ["full", -1, (1, 2, 3), (1.0, 1), ((1, -1), (0, 0))])
 def test_bad_padding_is_refused(padding):
     with pytest.raises(ShapeRuleViolation, match="padding"):
@@ -160,3 +174,71 @@ def test_pool_output_size_follows_pytorch_padding_rule(size, kernel, pad_lo, pad
     else:
         with pytest.raises(ShapeRuleViolation, match="is empty"):
             shapes.pool_output_size(size, kernel, pad_lo, pad_hi, stride, axis)
+
+
+def ceil_mode_windows(size, kernel, pad_lo, pad_hi, stride):
+    """Windows at 0, S, 2S, … of the padded input: those that fit, then the next one if it overhangs the padded
+    input by less than a stride and starts inside the input or its top/left padding (PyTorch's and ONNX's rule)."""
+    padded, count = size + pad_lo + pad_hi, 0
+    while count * stride + kernel <= padded:
+        count += 1
+    if count * stride + kernel - padded < stride and count * stride < size + pad_lo:
+        count += 1
+    return count
+
+
+def torch_pool_size(size, kernel, pad, stride, ceil_mode):
+    return torch.nn.functional.max_pool1d(torch.zeros(1, 1, size), kernel, stride, pad, ceil_mode=ceil_mode).shape[-1]
+
+
+@SETTINGS
+@given(st.integers(1, 30), kernels, pads, pads, strides, axes)
+def test_pool_output_size_in_ceil_mode_keeps_a_partial_last_window(size, kernel, pad_lo, pad_hi, stride, axis):
+    if max(pad_lo, pad_hi) > kernel // 2:
+        with pytest.raises(ShapeRuleViolation, match=r"more than half the"):
+            shapes.pool_output_size(size, kernel, pad_lo, pad_hi, stride, axis, ceil_mode=True)
+        return
+    expected = ceil_mode_windows(size, kernel, pad_lo, pad_hi, stride)
+    if torch is not None and pad_lo == pad_hi and expected >= 1:
+        assert torch_pool_size(size, kernel, pad_lo, stride, True) == expected
+    if expected >= 1:
+        assert shapes.pool_output_size(size, kernel, pad_lo, pad_hi, stride, axis, ceil_mode=True) == expected
+        return
+    with pytest.raises(ShapeRuleViolation) as caught:
+        shapes.pool_output_size(size, kernel, pad_lo, pad_hi, stride, axis, ceil_mode=True)
+    message = str(caught.value)
+    if pad_lo == pad_hi:
+        assert f"output {axis} ceil((" in message and f"ceil(({size} - {kernel} + 2*{pad_lo})/{stride}) + 1" in message
+    else:
+        assert f"ceil(({size} - {kernel} + {pad_lo} + {pad_hi})/{stride}) + 1" in message
+    overhang = kernel - (size + pad_lo + pad_hi)
+    assert f"overhangs the padded {size + pad_lo + pad_hi}-" in message and f"by {overhang}" in message
+    assert f"less than the stride {stride}; pad at least {overhang - stride + 1} more" in message
+
+
+@SETTINGS
+@given(st.integers(1, 30), kernels, st.integers(0, 4), strides)
+def test_pool_output_size_in_floor_mode_agrees_with_pytorch(size, kernel, pad, stride):
+    if torch is None or pad > kernel // 2:
+        return
+    try:
+        ours = shapes.pool_output_size(size, kernel, pad, pad, stride, "width")
+    except ShapeRuleViolation:
+        ours = None
+    try:
+        theirs = torch_pool_size(size, kernel, pad, stride, False)
+    except RuntimeError:                             # "Output size is too small"
+        theirs = None
+    assert ours == theirs
+
+
+def test_ceil_mode_drops_a_window_that_would_start_in_the_bottom_padding():
+    """5 tall, 3×3/3, padding 1: ceil((5 - 3 + 2)/3) + 1 = 3, but the third window would start at row 6 of the
+    padded input, in the bottom padding — PyTorch drops it (and floor mode has 2 windows too)."""
+    assert shapes.pool_output_size(5, 3, 1, 1, 3, "height", ceil_mode=True) == 2
+    assert shapes.pool_output_size(6, 3, 1, 1, 3, "height", ceil_mode=True) == 3
+    text = shapes.output_size_formula(5, 3, 1, 1, 3, 1, "height", ceil_mode=True)
+    assert text == "ceil((H - F + 2P)/S) + 1 = ceil((5 - 3 + 2*1)/3) + 1 = 3"
+    with pytest.raises(ShapeRuleViolation, match=r"input width is 0, and with ceil_mode a window must start inside "
+                                                 r"the input or its left padding"):
+        shapes.pool_output_size(0, 2, 1, 1, 1, "width", ceil_mode=True)

@@ -5,13 +5,20 @@ With window (KH, KW), stride (sh, sw) and padding ((pt, pb), (pl, pr)), output p
 
     x[n, c, oh·sh + r − pt, ow·sw + s − pl]        0 ≤ r < KH, 0 ≤ s < KW,    OH = floor((H + pt + pb − KH) / sh) + 1
 
+(with ceil_mode, OH = ceil(...) + 1, less 1 if that window would start in the bottom padding: a last window may
+reach past the padded input, and the positions there take part in nothing)
+
     max_pool2d        y = the largest value of the window's real positions (padding never wins; NaN wins, as in
                       np.maximum)
     max_pool2d_grad   dx[first position p of the window, in row-major order, with x[p] ≡ y] += dy
                       (v ≡ y: v == y, or both NaN — a NaN max's gradient goes to the NaN, as in PyTorch)
-    avg_pool2d        y = (sum of the window's real positions) / (KH·KW)       (padding counts as 0: PyTorch's
-                      count_include_pad=True)
-    avg_pool2d_grad   dx[p] += dy / (KH·KW) for every real position p of the window
+    avg_pool2d        y = (sum of the window's real positions) / divisor      (padding counts as 0)
+    avg_pool2d_grad   dx[p] += dy / divisor for every real position p of the window
+
+The divisor is KH·KW wherever every window lies inside the padded input and padding counts (PyTorch's
+count_include_pad=True): that case divides by one constant, as it always did. Otherwise (a partial ceil_mode window,
+or count_include_pad=False with padding) it is rows(oh) · columns(ow), the window's rows and columns inside the
+padded input (count_include_pad) or inside the input, from two small tables computed once per call.
 
 Where windows overlap (stride < window) a position collects from every window it belongs to.
 
@@ -72,7 +79,10 @@ cdef struct Pool:
     Window win
     const Py_ssize_t* col_first        # per window column s: the output columns [col_first[s], col_stop[s])
     const Py_ssize_t* col_stop         # whose tap s lies inside the plane (computed once per call)
-    bint tiled                         # the windows tile the plane: window = stride, no padding
+    bint tiled                         # the windows tile the plane: window = stride, no padding, none partial
+    bint uniform                       # every average divides by KH·KW
+    const double* row_size             # else window (oh, ow) divides by row_size[oh] · col_size[ow]
+    const double* col_size
 
 
 cdef struct Span:                      # the real (non-padding) input rows of one window
@@ -195,6 +205,7 @@ cdef void avg_plane(const real* x, real* y, const Pool* pool) noexcept nogil:
     cdef real* y_row
     cdef const real* x_tap
     cdef real size = win.kh * win.kw
+    cdef double window_rows_size
     for oh in range(win.out_h):
         rows = window_rows(oh, win)
         y_row = y + oh * win.out_w
@@ -208,22 +219,33 @@ cdef void avg_plane(const real* x, real* y, const Pool* pool) noexcept nogil:
                     sum_pass(y_row, x_tap, pool.col_first[s], pool.col_stop[s], 1)
                 else:
                     sum_pass(y_row, x_tap, pool.col_first[s], pool.col_stop[s], sw)
-        for ow in range(win.out_w):
-            y_row[ow] = y_row[ow] / size
+        if pool.uniform:
+            for ow in range(win.out_w):
+                y_row[ow] = y_row[ow] / size
+        else:
+            window_rows_size = pool.row_size[oh]
+            for ow in range(win.out_w):
+                y_row[ow] = y_row[ow] / <real>(window_rows_size * pool.col_size[ow])
 
 
 cdef void avg_grad_plane(const real* dy, real* dx, real* share, const Pool* pool) noexcept nogil:
-    """dx = 0, then dy / (KH·KW) (one output row of it in `share`) added to every real position of each window."""
+    """dx = 0, then dy / divisor (one output row of it in `share`) added to every real position of each window."""
     cdef const Window* win = &pool.win
     cdef Py_ssize_t oh, ow, top, s, sw = win.sw
     cdef Span rows
     cdef real* dx_tap
     cdef real size = win.kh * win.kw
+    cdef double window_rows_size
     zero(dx, win.height * win.width)
     for oh in range(win.out_h):
         rows = window_rows(oh, win)
-        for ow in range(win.out_w):
-            share[ow] = dy[oh * win.out_w + ow] / size
+        if pool.uniform:
+            for ow in range(win.out_w):
+                share[ow] = dy[oh * win.out_w + ow] / size
+        else:
+            window_rows_size = pool.row_size[oh]
+            for ow in range(win.out_w):
+                share[ow] = dy[oh * win.out_w + ow] / <real>(window_rows_size * pool.col_size[ow])
         for top in range(rows.first, rows.stop):
             for s in range(win.kw):
                 dx_tap = dx + top * win.width + s - win.pl
@@ -466,33 +488,61 @@ cdef void pool_planes(Pooling kind, Py_ssize_t planes, const Pool* pool, const r
 # ----------------------------------------------------------------------------------------------------------------
 # the kernels
 
-def output_size(size, taps, lo, hi, stride):
-    """floor((size + lo + hi − taps) / stride) + 1"""
-    return (size + lo + hi - taps) // stride + 1
+def output_size(size, taps, lo, hi, stride, ceil_mode=False):
+    """floor((size + lo + hi − taps) / stride) + 1; with ceil_mode ceil(...) + 1, less 1 if that last window would
+    start in the bottom/right padding ((out − 1)·stride ≥ size + lo)."""
+    if not ceil_mode:
+        return (size + lo + hi - taps) // stride + 1
+    out = -(-(size + lo + hi - taps) // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + lo else out
 
 
-cdef Window pool_window(str kernel, tuple x_shape, tuple y_shape, kernel_size, stride, padding) except *:
+def window_sizes(size, out, taps, lo, hi, stride, count_include_pad):
+    """Per output index along one axis: the window's positions inside the padded input (count_include_pad) or
+    inside the input — the divisor's factor along that axis."""
+    first = np.arange(out) * stride - lo
+    stop = np.minimum(first + taps, size + hi if count_include_pad else size)
+    return (stop - (first if count_include_pad else np.maximum(first, 0))).astype(np.float64)
+
+
+cdef Window pool_window(str kernel, tuple x_shape, tuple y_shape, kernel_size, stride, padding,
+                        bint ceil_mode) except *:
     cdef Window win
     (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_size, stride, padding
     if len(x_shape) != 4 or len(y_shape) != 4:
         raise ValueError(f"cpu.{kernel}: x and y must be 4-D (N, C, H, W), got {x_shape} and {y_shape}")
-    expected = x_shape[:2] + (output_size(x_shape[2], kh, pt, pb, sh), output_size(x_shape[3], kw, pl, pr, sw))
+    expected = x_shape[:2] + (output_size(x_shape[2], kh, pt, pb, sh, ceil_mode),
+                              output_size(x_shape[3], kw, pl, pr, sw, ceil_mode))
     if tuple(y_shape) != expected or min(kh, kw, sh, sw) < 1 or min(pt, pb, pl, pr) < 0:
+        rounding = "ceil" if ceil_mode else "floor"
         raise ValueError(f"cpu.{kernel}: a {kh}x{kw} window with stride ({sh}, {sw}) and padding {padding} turns "
-                         f"{x_shape} into (N, C, floor((H + pt + pb − KH)/sh) + 1, ...) = {expected}, not {y_shape}")
+                         f"{x_shape} into (N, C, {rounding}((H + pt + pb − KH)/sh) + 1, ...) = {expected}, not "
+                         f"{y_shape}")
     win.height, win.width, win.out_h, win.out_w = x_shape[2], x_shape[3], y_shape[2], y_shape[3]
     win.kh, win.kw, win.sh, win.sw, win.pt, win.pl, win.dh, win.dw = kh, kw, sh, sw, pt, pl, 1, 1
     return win
 
 
 cdef run(Pooling kind, cnp.ndarray out, tuple x_shape, tuple y_shape, cnp.ndarray a, cnp.ndarray b,
-         cnp.ndarray c, str kernel, kernel_size, stride, padding, cnp.ndarray relu_y=None):
+         cnp.ndarray c, str kernel, kernel_size, stride, padding, bint ceil_mode=False, bint count_include_pad=True,
+         cnp.ndarray relu_y=None):
     cdef Pool pool
-    pool.win = pool_window(kernel, x_shape, y_shape, kernel_size, stride, padding)
+    pool.win = pool_window(kernel, x_shape, y_shape, kernel_size, stride, padding, ceil_mode)
     cdef Window* win = &pool.win
-    pool.tiled = (win.kh == win.sh and win.kw == win.sw and tuple(padding) == ((0, 0), (0, 0)))
+    pool.tiled = (win.kh == win.sh and win.kw == win.sw and tuple(padding) == ((0, 0), (0, 0))
+                  and win.out_h * win.kh <= win.height and win.out_w * win.kw <= win.width)
     if cnp.PyArray_SIZE(out) == 0:
         return
+    (pt, pb), (pl, pr) = padding
+    cdef bint inside_padded = ((win.out_h - 1) * win.sh + win.kh <= win.height + pt + pb
+                               and (win.out_w - 1) * win.sw + win.kw <= win.width + pl + pr)
+    pool.uniform = inside_padded and (count_include_pad or (pt, pb, pl, pr) == (0, 0, 0, 0))
+    cdef double[::1] row_sizes, col_sizes
+    pool.row_size = pool.col_size = NULL
+    if not pool.uniform:                                     # the divisor's tables (see the top of this file)
+        row_sizes = window_sizes(win.height, win.out_h, win.kh, pt, pb, win.sh, count_include_pad)
+        col_sizes = window_sizes(win.width, win.out_w, win.kw, pl, pr, win.sw, count_include_pad)
+        pool.row_size, pool.col_size = &row_sizes[0], &col_sizes[0]
     columns = np.empty((2, win.kw), dtype=np.intp)           # the column range of every window column s
     cdef Py_ssize_t[:, ::1] ranges = columns
     cdef Py_ssize_t s
@@ -522,40 +572,42 @@ cdef run(Pooling kind, cnp.ndarray out, tuple x_shape, tuple y_shape, cnp.ndarra
                         <double*>relu_data, <double*>out_data, <double*>scratch_data, scratch_size, threads)
 
 
-def max_pool2d(cnp.ndarray out, cnp.ndarray x, *, kernel_size, stride, padding):
+def max_pool2d(cnp.ndarray out, cnp.ndarray x, *, kernel_size, stride, padding, ceil_mode=False):
     """out = the max over each window of x (padding never wins)."""
     require_floats("max_pool2d", out, (x,))
     run(MAX_FORWARD, out, (<object>x).shape, (<object>out).shape, x, None, None, "max_pool2d", kernel_size, stride,
-        padding)
+        padding, ceil_mode)
 
 
 def max_pool2d_grad(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, cnp.ndarray y, *, kernel_size, stride,
-                    padding):
+                    padding, ceil_mode=False):
     """out = dx: each dy routed to the first position (row-major) of its window where x equals the max y."""
     require_floats("max_pool2d_grad", out, (dy, x, y))
     x_shape, y_shape = (<object>x).shape, (<object>y).shape
     if (<object>dy).shape != y_shape or (<object>out).shape != x_shape:
         raise ValueError(f"cpu.max_pool2d_grad: dy {(<object>dy).shape} must have y's shape {y_shape} and out "
                          f"{(<object>out).shape} x's shape {x_shape}")
-    run(MAX_BACKWARD, out, x_shape, y_shape, dy, x, y, "max_pool2d_grad", kernel_size, stride, padding)
+    run(MAX_BACKWARD, out, x_shape, y_shape, dy, x, y, "max_pool2d_grad", kernel_size, stride, padding, ceil_mode)
 
 
-def avg_pool2d(cnp.ndarray out, cnp.ndarray x, *, kernel_size, stride, padding):
-    """out = the mean over each window of x, padding counted as zeros (divided by the full window size)."""
+def avg_pool2d(cnp.ndarray out, cnp.ndarray x, *, kernel_size, stride, padding, ceil_mode=False,
+               count_include_pad=True):
+    """out = the mean over each window of x, padding counted as zeros (the divisor: see the top of this file)."""
     require_floats("avg_pool2d", out, (x,))
     run(AVG_FORWARD, out, (<object>x).shape, (<object>out).shape, x, None, None, "avg_pool2d", kernel_size, stride,
-        padding)
+        padding, ceil_mode, count_include_pad)
 
 
-def avg_pool2d_grad(cnp.ndarray out, cnp.ndarray dy, *, kernel_size, stride, padding):
-    """out = dx: every real position of a window receives dy / (KH·KW); out has x's shape."""
+def avg_pool2d_grad(cnp.ndarray out, cnp.ndarray dy, *, kernel_size, stride, padding, ceil_mode=False,
+                    count_include_pad=True):
+    """out = dx: every real position of a window receives dy / divisor; out has x's shape."""
     require_floats("avg_pool2d_grad", out, (dy,))
     run(AVG_BACKWARD, out, (<object>out).shape, (<object>dy).shape, dy, None, None, "avg_pool2d_grad", kernel_size,
-        stride, padding)
+        stride, padding, ceil_mode, count_include_pad)
 
 
 def max_pool2d_grad_relu(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, cnp.ndarray y, cnp.ndarray relu_y, *,
-                         kernel_size, stride, padding):
+                         kernel_size, stride, padding, ceil_mode=False):
     """out = max_pool2d_grad(dy, x, y) · [relu_y > 0]: the fused max_pool2d_grad → relu_grad; relu_y, of x's shape,
     is the relu's output (in a compiled program, x itself)."""
     require_floats("max_pool2d_grad_relu", out, (dy, x, y, relu_y))
@@ -563,10 +615,12 @@ def max_pool2d_grad_relu(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray x, cnp.nda
     if (<object>dy).shape != y_shape or (<object>out).shape != x_shape or (<object>relu_y).shape != x_shape:
         raise ValueError(f"cpu.max_pool2d_grad_relu: dy {(<object>dy).shape} must have y's shape {y_shape}, out "
                          f"{(<object>out).shape} and relu_y {(<object>relu_y).shape} x's shape {x_shape}")
-    run(MAX_BACKWARD, out, x_shape, y_shape, dy, x, y, "max_pool2d_grad_relu", kernel_size, stride, padding, relu_y)
+    run(MAX_BACKWARD, out, x_shape, y_shape, dy, x, y, "max_pool2d_grad_relu", kernel_size, stride, padding,
+        ceil_mode, True, relu_y)
 
 
-def avg_pool2d_grad_relu(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray relu_y, *, kernel_size, stride, padding):
+def avg_pool2d_grad_relu(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray relu_y, *, kernel_size, stride, padding,
+                         ceil_mode=False, count_include_pad=True):
     """out = avg_pool2d_grad(dy) · [relu_y > 0]: the fused avg_pool2d_grad → relu_grad; relu_y is the relu's
     output (the pool's input), of out's shape."""
     require_floats("avg_pool2d_grad_relu", out, (dy, relu_y))
@@ -574,7 +628,7 @@ def avg_pool2d_grad_relu(cnp.ndarray out, cnp.ndarray dy, cnp.ndarray relu_y, *,
         raise ValueError(f"cpu.avg_pool2d_grad_relu: relu_y {(<object>relu_y).shape} must have out's shape "
                          f"{(<object>out).shape}")
     run(AVG_BACKWARD, out, (<object>out).shape, (<object>dy).shape, dy, None, None, "avg_pool2d_grad_relu",
-        kernel_size, stride, padding, relu_y)
+        kernel_size, stride, padding, ceil_mode, count_include_pad, relu_y)
 
 
 KERNELS = {MaxPool2d: max_pool2d, MaxPool2dGrad: max_pool2d_grad, AvgPool2d: avg_pool2d,

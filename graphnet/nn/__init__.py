@@ -18,11 +18,12 @@ from .layers import (ELU, GELU, Activation, AvgPool2D, Conv2D, Dense, Dropout, F
                      Hardswish, Layer, LeakyReLU, LogSoftmax, MaxPool2D, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus,
                      Tanh, output_size)
 from .model import Model, Sequential
-from .normalization import BatchNorm, BatchNorm1D, BatchNorm2D, GroupNorm, InstanceNorm, LayerNorm
+from .normalization import (BatchNorm, BatchNorm1D, BatchNorm2D, GroupNorm, InstanceNorm, LayerNorm,
+                            LocalResponseNorm)
 from . import zoo  # noqa: E402 — the classic architectures, built from the layers above
 
 __all__ = ["initializers", "Layer", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten",
            "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
            "ReLU6", "GELU", "SiLU", "Softplus", "Hardsigmoid", "Hardswish",
-           "BatchNorm", "BatchNorm1D", "BatchNorm2D", "LayerNorm", "GroupNorm", "InstanceNorm", "Model",
-           "Sequential", "output_size", "zoo"]
+           "BatchNorm", "BatchNorm1D", "BatchNorm2D", "LayerNorm", "GroupNorm", "InstanceNorm", "LocalResponseNorm",
+           "Model", "Sequential", "output_size", "zoo"]

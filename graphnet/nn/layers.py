@@ -323,23 +323,36 @@ class Conv2D(Layer):
 # Pooling and reshaping: no parameters
 
 class MaxPool2D(Layer):
-    """Max over kernel_size windows of NCHW input; stride defaults to the window size. FLOPs = C·H'·W'·R·S."""
+    """Max over kernel_size windows of NCHW input; stride defaults to the window size. FLOPs = C·H'·W'·R·S.
+
+    padding: int, (ph, pw) or ((top, bottom), (left, right)). ceil_mode=True rounds the output size up, keeping a
+    partial last window (GoogLeNet's pools): H' = ceil((H + P_top + P_bottom − R)/S) + 1, less one if that window
+    would start in the bottom padding."""
     kind = "maxpool"
 
-    def __init__(self, kernel_size=2, stride=None, padding=0, name=None):
+    def __init__(self, kernel_size=2, stride=None, padding=0, ceil_mode=False, name=None):
         super().__init__(name)
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
 
     def call(self, x, training):
-        return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, name="max_pool2d")
+        return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode,
+                              name="max_pool2d")
 
 
 class AvgPool2D(MaxPool2D):
-    """Mean over kernel_size windows of NCHW input; stride defaults to the window size. FLOPs = C·H'·W'·R·S."""
+    """Mean over kernel_size windows of NCHW input; stride defaults to the window size. FLOPs = C·H'·W'·R·S.
+
+    padding and ceil_mode as MaxPool2D's. count_include_pad=True (PyTorch's default) divides by the window's
+    positions inside the padded input, False by those inside the input (ONNX's default)."""
     kind = "avgpool"
 
+    def __init__(self, kernel_size=2, stride=None, padding=0, ceil_mode=False, count_include_pad=True, name=None):
+        super().__init__(kernel_size, stride, padding, ceil_mode, name=name)
+        self.count_include_pad = count_include_pad
+
     def call(self, x, training):
-        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, name="avg_pool2d")
+        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode,
+                              count_include_pad=self.count_include_pad, name="avg_pool2d")
 
 
 class GlobalAvgPool2D(Layer):

@@ -1,4 +1,4 @@
-"""Normalization layers: batch, layer, group and instance norm.
+"""Normalization layers: batch, layer, group and instance norm; local response norm.
 
 They differ only in the axes the mean and variance are taken over, for an (N, C, H, W) input:
 
@@ -11,6 +11,9 @@ They differ only in the axes the mean and variance are taken over, for an (N, C,
 
 Batch norm is the `batch_norm` op (its training branch updates the running statistics as a side effect).
 The other three are written with elementwise ops and reductions, so autodiff derives their gradients.
+
+LocalResponseNorm (AlexNet, GoogLeNet) learns nothing: each value is divided by a power of its neighbours' squares
+across channels, b_c = a_c / (k + α/n · Σ_{n channels around c} a²)^β (the `local_response_norm` op).
 """
 from .. import ops
 from ..errors import GraphError, ShapeError, user_site
@@ -170,3 +173,17 @@ class InstanceNorm(GroupNorm):
 
     def groups_for(self, channels):
         return channels
+
+
+class LocalResponseNorm(Layer):
+    """b_c = a_c / (k + α/n · Σ_{c' in the n = size channels around c} a_{c'}²)^β over (N, C, ...) input, the
+    channels beyond the edges counted as zeros: PyTorch's nn.LocalResponseNorm, with its arguments and defaults.
+    No parameters; the same in training and inference."""
+    kind = "lrn"
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0, name=None):
+        super().__init__(name)
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def call(self, x, training):
+        return ops.local_response_norm(x, self.size, self.alpha, self.beta, self.k, name="local_response_norm")

@@ -12,12 +12,12 @@
 |   batch_norm=True             | 132,868,840 / 138,365,992 / 143,678,248                    |
 | resnet18 / resnet34 / resnet50| 11,689,512 / 21,797,672 / 25,557,032                       |
 | mobilenet_v2                  | 3,504,872                                                  |
+| googlenet (no auxiliary heads)| 6,624,904                                                  |
 
 Parameters here are what torchvision counts: weights and biases, not batch norm's running statistics. At another
 `input_size` the convolutions are the same; AlexNet's and VGG's first dense layer takes the flattened feature map
 (torchvision instead pools it to 6×6 or 7×7 first, which is the identity at 224), so their counts change there.
-Every function returns a built model (the weights seeded by `seed`); GoogLeNet needs pooling with ceil_mode, which
-graphnet's pooling does not have yet, and is not here.
+Every function returns a built model (the weights seeded by `seed`).
 """
 from .. import ops
 from .layers import Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU
@@ -36,13 +36,14 @@ def _built(model, input_size, channels=3):
 
 
 class ConvBN(Model):
-    """conv (no bias) → batch norm → activation (relu, relu6 or none): the unit of ResNet and MobileNetV2."""
+    """conv (no bias) → batch norm → activation (relu, relu6 or none): the unit of ResNet, MobileNetV2 and GoogLeNet
+    (its BasicConv2d, with eps=0.001)."""
 
-    def __init__(self, filters, kernel_size, stride=1, groups=1, activation="relu", name=None):
+    def __init__(self, filters, kernel_size, stride=1, groups=1, activation="relu", eps=1e-5, name=None):
         super().__init__(name=name)
         self.conv = Conv2D(filters, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups,
                            use_bias=False, weight_init="he_normal")
-        self.bn = BatchNorm2D()
+        self.bn = BatchNorm2D(eps=eps)
         self.activation = {"relu": ops.relu, "relu6": relu6, None: None}[activation]
 
     def call(self, x, training):
@@ -237,3 +238,87 @@ class MobileNetV2(Model):
 
 def mobilenet_v2(num_classes=1000, input_size=224, seed=0):
     return _built(MobileNetV2(num_classes, seed=seed), input_size)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GoogLeNet (Inception v1)
+
+def basic_conv(filters, kernel_size, stride=1):
+    """torchvision's BasicConv2d: conv (no bias, padding kernel_size // 2) → batch norm (eps 0.001) → ReLU."""
+    return ConvBN(filters, kernel_size, stride=stride, eps=1e-3)
+
+
+class Inception(Model):
+    """Szegedy et al. 2014, as torchvision builds the block: four branches side by side, their channels
+    concatenated —
+
+        1×1 conv                                   (ch1x1)
+        1×1 conv (ch3x3red) → 3×3 conv             (ch3x3)
+        1×1 conv (ch5x5red) → 3×3 conv             (ch5x5: torchvision's "5×5" branch is 3×3, a known slip kept
+                                                    for its weights)
+        3×3/1 max pool (padding 1, ceil_mode) → 1×1 conv   (pool_proj)
+
+    every conv a basic_conv; out channels = ch1x1 + ch3x3 + ch5x5 + pool_proj, the height and width kept."""
+
+    def __init__(self, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, name=None):
+        super().__init__(name=name)
+        self.branch1 = basic_conv(ch1x1, 1)
+        self.branch2_reduce, self.branch2 = basic_conv(ch3x3red, 1), basic_conv(ch3x3, 3)
+        self.branch3_reduce, self.branch3 = basic_conv(ch5x5red, 1), basic_conv(ch5x5, 3)
+        self.branch4_pool, self.branch4 = MaxPool2D(3, stride=1, padding=1, ceil_mode=True), basic_conv(pool_proj, 1)
+
+    def call(self, x, training):
+        return ops.concat([self.branch1(x, training),
+                           self.branch2(self.branch2_reduce(x, training), training),
+                           self.branch3(self.branch3_reduce(x, training), training),
+                           self.branch4(self.branch4_pool(x, training), training)], axis=1)
+
+
+GOOGLENET_STAGES = (           # after the stem, in order: torchvision's inception blocks and the pools between them
+    ("inception3a", (64, 96, 128, 16, 32, 32)),       # (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)
+    ("inception3b", (128, 128, 192, 32, 96, 64)),
+    ("maxpool3", 3),                                  # a max pool: its window, stride 2, ceil_mode
+    ("inception4a", (192, 96, 208, 16, 48, 64)),
+    ("inception4b", (160, 112, 224, 24, 64, 64)),
+    ("inception4c", (128, 128, 256, 24, 64, 64)),
+    ("inception4d", (112, 144, 288, 32, 64, 64)),
+    ("inception4e", (256, 160, 320, 32, 128, 128)),
+    ("maxpool4", 2),
+    ("inception5a", (256, 160, 320, 32, 128, 128)),
+    ("inception5b", (384, 192, 384, 48, 128, 128)),
+)
+
+
+class GoogLeNet(Model):
+    """A 7×7/2 stem, 3×3/2 max pool, 1×1 and 3×3 convolutions, 3×3/2 max pool; inception 3a, 3b, 3×3/2 max pool;
+    4a … 4e, 2×2/2 max pool; 5a, 5b (1,024 channels); global average pooling, dropout 0.2, one dense layer.
+    Every max pool rounds up (ceil_mode), as torchvision's: 224 → 112 → 56 → 28 → 14 → 7. Without the two auxiliary
+    classifiers (torchvision drops them too once trained); no LRN, as in torchvision (the paper's has two)."""
+
+    def __init__(self, num_classes, name="googlenet", seed=0):
+        super().__init__(name=name, seed=seed)
+        self.conv1 = basic_conv(64, 7, stride=2)
+        self.maxpool1 = MaxPool2D(3, stride=2, ceil_mode=True)
+        self.conv2, self.conv3 = basic_conv(64, 1), basic_conv(192, 3)
+        self.maxpool2 = MaxPool2D(3, stride=2, ceil_mode=True)
+        self.stages = []
+        for stage_name, spec in GOOGLENET_STAGES:
+            layer = MaxPool2D(spec, stride=2, ceil_mode=True) if stage_name.startswith("maxpool") else Inception(*spec)
+            setattr(self, stage_name, layer)
+            self.stages.append(layer)
+        self.avgpool = GlobalAvgPool2D()
+        self.dropout = Dropout(0.2)
+        self.fc = Dense(num_classes)
+
+    def call(self, x, training):
+        x = self.maxpool1(self.conv1(x, training), training)
+        x = self.maxpool2(self.conv3(self.conv2(x, training), training), training)
+        for layer in self.stages:
+            x = layer(x, training)
+        return self.fc(self.dropout(self.avgpool(x, training), training), training)
+
+
+def googlenet(num_classes=1000, input_size=224, seed=0):
+    """GoogLeNet as torchvision defines it (6,624,904 parameters for 1,000 classes); any input_size from 16 up
+    (the ceil_mode pools keep a partial window)."""
+    return _built(GoogLeNet(num_classes, seed=seed), input_size)

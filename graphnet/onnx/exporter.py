@@ -7,7 +7,12 @@
 What ONNX spells differently, and the writers handle:
     Conv / pooling pads  [top, left, bottom, right], not ((top, bottom), (left, right))
     MaxPool strides      default to 1 in ONNX: always written out
-    AveragePool          count_include_pad=1, as graphnet's average divides by the whole window
+    AveragePool          count_include_pad defaults to 0 in ONNX (1 in graphnet and PyTorch): always written out,
+                         as is ceil_mode
+    LRN                  ONNX's window starts (n − 1) // 2 channels before the centre, PyTorch's and graphnet's
+                         n // 2: the same for an odd size n, written as LRN. An even window is written as PyTorch
+                         computes it (an AveragePool of the squares along the channels, then Pow): onnxruntime
+                         refuses an LRN of even size, and ONNX's would start one channel later than PyTorch's
     matmul transposes    a Transpose of the last two axes before MatMul
     reductions           ReduceSum/Mean/Max take their axes as an input (opset 18)
 
@@ -26,6 +31,7 @@ from ..ops.dtypes import Cast
 from ..ops.elementwise import Add, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, Sqrt, Sub
 from ..ops.linalg import MatMul
 from ..ops.losses import Loss
+from ..ops.lrn import LocalResponseNorm
 from ..ops.regularization import BatchNorm, Dropout
 from ..ops.state import Assign
 from ..ops.pool import AvgPool2d, MaxPool2d
@@ -129,13 +135,48 @@ def _conv(w, node, ins, out):
            dilations=list(a["dilation"]), group=int(a["groups"]))
 
 
-def _pool(op_type, **extra):
-    def write(w, node, ins, out):
-        a = node.attrs
-        w.node(op_type, ins, [out], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
-               pads=_pads(a["padding"]), **extra)
-    write.__doc__ = f"{op_type} with strides and pads written out {extra or ''}"
-    return write
+def _max_pool(w, node, ins, out):
+    """MaxPool with strides, pads and ceil_mode written out."""
+    a = node.attrs
+    w.node("MaxPool", ins, [out], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
+           pads=_pads(a["padding"]), ceil_mode=int(a["ceil_mode"]))
+
+
+def _avg_pool(w, node, ins, out):
+    """AveragePool with strides, pads, ceil_mode and count_include_pad written out (ONNX's default is 0)."""
+    a = node.attrs
+    w.node("AveragePool", ins, [out], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
+           pads=_pads(a["padding"]), ceil_mode=int(a["ceil_mode"]), count_include_pad=int(a["count_include_pad"]))
+
+
+def _lrn(w, node, ins, out):
+    """LRN for an odd size n whose window is centred (ONNX's, PyTorch's and Caffe's alike). Otherwise the formula as
+    PyTorch computes it: the squares seen as a (N, 1, C, S) image, an AveragePool of n×1 windows over its channel
+    axis with `before` zeros in front and `after` behind (count_include_pad: the window sum / n), then
+    y = x · (k + α · mean)^−β (onnxruntime runs no LRN of even size)."""
+    a = node.attrs
+    size, before = a["size"], a["before"]
+    if size % 2 == 1 and before == size // 2:
+        w.node("LRN", ins, [out], size=size, alpha=a["alpha"], beta=a["beta"], bias=a["k"])
+        return
+    x = node.inputs[0]
+    if None in x.shape[1:]:
+        raise GraphError(f"onnx export: local_response_norm '{node.name}' ({node.site}) of size {size} is written as "
+                         f"a pooling over the channels, which needs every size but the batch known, got {x.shape}")
+    squares = w.node("Mul", [ins[0], ins[0]], [w.fresh(f"{out}_squares")])
+    image = w.node("Reshape", [squares, w.constant(f"{out}_image", np.asarray([0, 1, x.shape[1], -1], np.int64))],
+                   [w.fresh(f"{out}_image")])
+    mean = w.node("AveragePool", [image], [w.fresh(f"{out}_window_mean")], kernel_shape=[size, 1], strides=[1, 1],
+                  pads=[before, 0, size - 1 - before, 0], count_include_pad=1)
+    mean = w.node("Reshape", [mean, w.constant(f"{out}_shape", np.asarray((0,) + x.shape[1:], np.int64))],
+                  [w.fresh(f"{out}_mean")])
+    dtype = node.dtype
+    scaled = w.node("Mul", [mean, w.constant(f"{out}_alpha", np.asarray(a["alpha"], dtype))],
+                    [w.fresh(f"{out}_scaled")])
+    base = w.node("Add", [scaled, w.constant(f"{out}_k", np.asarray(a["k"], dtype))], [w.fresh(f"{out}_base")])
+    power = w.node("Pow", [base, w.constant(f"{out}_minus_beta", np.asarray(-a["beta"], dtype))],
+                   [w.fresh(f"{out}_power")])
+    w.node("Mul", [ins[0], power], [out])
 
 
 def _reduce(op_type):
@@ -223,7 +264,7 @@ WRITERS = {
     Relu: _simple("Relu"), Sigmoid: _simple("Sigmoid"), Tanh: _simple("Tanh"), LeakyRelu: _leaky_relu,
     Elu: _elu, Softmax: _softmax("Softmax"), LogSoftmax: _softmax("LogSoftmax"),
     MatMul: _matmul, Conv2d: _conv,
-    MaxPool2d: _pool("MaxPool"), AvgPool2d: _pool("AveragePool", count_include_pad=1),
+    MaxPool2d: _max_pool, AvgPool2d: _avg_pool, LocalResponseNorm: _lrn,
     Sum: _reduce("ReduceSum"), Mean: _reduce("ReduceMean"), Max: _reduce("ReduceMax"),
     Reshape: _reshape, Transpose: _transpose, Concat: _concat, Cast: _cast, GetItem: _getitem,
 }

@@ -9,19 +9,21 @@
 What ONNX says that graphnet computes by composition (the schedule shows the pieces):
     Gemm                   alpha·op(A)·op(B) + beta·C
     BatchNormalization     (x − mean)·scale/√(var + ε) + B, with the running statistics (inference)
-    AveragePool            count_include_pad=0 with padding: the padded average divided by the share of the window
-                           that is real (the same pooling of a tensor of ones)
     Softmax before opset 13  over the input flattened to 2-D from `axis` on, as those opsets define it
     Clip                   minimum(maximum(x, min), max)
     Dropout, Identity      the input itself (inference)
+MaxPool and AveragePool keep their ceil_mode, asymmetric pads and count_include_pad (ONNX's default 0: the
+average of the real positions only); LRN is local_response_norm with ONNX's window, which starts (size − 1) // 2
+channels before the centre (PyTorch's starts size // 2 before: the same for an odd size).
 Shape-like inputs (Reshape's shape, Unsqueeze's axes, Slice's bounds, Clip's bounds) must be constants: an
 initializer, a Constant node, or the Shape of a tensor whose sizes are all known. Anything else — an op or an
-attribute graphnet has no form for (LRN, ceil_mode pooling, ...) — is an error naming it and the node.
+attribute graphnet has no form for (pooling dilations, ...), or sizes graphnet's shape rules refuse — is an error
+naming it and the node.
 """
 import numpy as np
 
 from .. import ops
-from ..errors import GraphError
+from ..errors import GraphError, ShapeError
 from ..graph import Graph, constant, placeholder, variable
 
 
@@ -222,28 +224,31 @@ def _pool(kind):
     def read(r, ins, attrs):
         _only(r, attrs, ("kernel_shape", "strides", "pads", "auto_pad", "count_include_pad", "ceil_mode",
                          "dilations", "storage_order"))
-        if attrs.get("ceil_mode", 0):
-            r.refuse("ceil_mode=1: graphnet's pooling rounds the output size down (ceil_mode is not an op yet)")
         if any(d != 1 for d in attrs.get("dilations", [1, 1])):
             r.refuse(f"dilations={attrs['dilations']}: graphnet's pooling has no dilation")
         if attrs.get("storage_order", 0):
             r.refuse("storage_order=1 (the indices output) is not supported")
         x = r.tensor(ins[0])
+        if x.ndim != 4:
+            r.refuse(f"a {x.ndim - 2}-D pooling: graphnet's pooling takes (N, C, H, W)")
         kernel = tuple(attrs["kernel_shape"])
         strides = tuple(attrs.get("strides", [1] * len(kernel)))     # ONNX's default stride is 1, not the kernel
-        (top, bottom), (left, right) = _pads(r, attrs, x, kernel, strides, (1, 1))
-        if top != bottom or left != right:
-            r.refuse(f"asymmetric padding (top, bottom, left, right) = {(top, bottom, left, right)}: graphnet's "
-                     "pooling pads both sides alike (asymmetric pooling padding is not there yet)")
-        pads = (top, left)
+        pads = _pads(r, attrs, x, kernel, strides, (1, 1))
+        ceil_mode = bool(attrs.get("ceil_mode", 0))
         if kind == "max":
-            return [ops.max_pool2d(x, kernel, stride=strides, padding=pads)]
-        y = ops.avg_pool2d(x, kernel, stride=strides, padding=pads)
-        if attrs.get("count_include_pad", 0) or pads == (0, 0):
-            return [y]
-        ones = constant(np.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype))
-        return [y / ops.avg_pool2d(ones, kernel, stride=strides, padding=pads)]
+            return [ops.max_pool2d(x, kernel, stride=strides, padding=pads, ceil_mode=ceil_mode)]
+        return [ops.avg_pool2d(x, kernel, stride=strides, padding=pads, ceil_mode=ceil_mode,
+                               count_include_pad=bool(attrs.get("count_include_pad", 0)))]
     return read
+
+
+def _lrn(r, ins, attrs):
+    """local_response_norm with ONNX's window: (size − 1) // 2 channels before the centre."""
+    _only(r, attrs, ("size", "alpha", "beta", "bias"))
+    size = attrs["size"]
+    return [ops.local_response_norm(r.tensor(ins[0]), size, alpha=attrs.get("alpha", 1e-4),
+                                    beta=attrs.get("beta", 0.75), k=attrs.get("bias", 1.0),
+                                    channels_before=(size - 1) // 2)]
 
 
 def _global_average(r, ins, attrs):
@@ -401,7 +406,7 @@ READERS = {
     "Sum": _variadic(ops.add), "Relu": _unary(ops.relu), "Sigmoid": _unary(ops.sigmoid), "Tanh": _unary(ops.tanh),
     "LeakyRelu": _leaky_relu, "Elu": _elu, "Softmax": _softmax(ops.softmax), "LogSoftmax": _softmax(ops.log_softmax),
     "Clip": _clip, "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv,
-    "MaxPool": _pool("max"), "AveragePool": _pool("avg"), "GlobalAveragePool": _global_average,
+    "MaxPool": _pool("max"), "AveragePool": _pool("avg"), "GlobalAveragePool": _global_average, "LRN": _lrn,
     "BatchNormalization": _batch_norm, "Dropout": _dropout, "Identity": _identity,
     "Concat": _concat, "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose,
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
@@ -436,7 +441,10 @@ def load(path):
             read = READERS.get(node.op_type)
             if read is None:
                 reader.refuse(f"graphnet has no import for {node.op_type} (it reads: {', '.join(sorted(READERS))})")
-            produced = read(reader, list(node.input), reader.attributes(node))
+            try:
+                produced = read(reader, list(node.input), reader.attributes(node))
+            except ShapeError as error:                    # the sizes the file gives break a shape rule
+                reader.refuse(str(error))
             for name, value in zip(node.output, produced):
                 if name:
                     reader.values[name] = value

@@ -2,7 +2,12 @@
 
 Window (KH, KW), stride (SH, SW), padding (PT, PL) on top and left. Output position (oh, ow) pools the input rows
 h = oh·SH + r − PT (0 ≤ r < KH) and columns w = ow·SW + s − PL; positions outside the input are padding: −∞ for
-max (never wins), 0 for average, which always divides by KH·KW.
+max (never wins), 0 for average. The output size comes from `out` (ceil_mode only makes it larger: a last window
+may reach past the padded input, and the positions there take part in nothing).
+
+Average pooling divides window (oh, ow) by rows[oh] · cols[ow], two small tables in x's type made when the step is
+bound: the window's rows and columns inside the padded input (count_include_pad — KH and KW except for a partial
+ceil_mode window) or inside the input.
 
 Forward kernels: one thread per output element. Backward kernels: one thread per *input* element, which gathers
 from every window that contains it — no two threads write the same place, so no atomics. Input row h lies in the
@@ -13,7 +18,7 @@ windows oh with
 Max pooling's gradient goes, in each window, to the *first* position in row-major order whose x equals the
 window's max y — or is NaN, where the max is NaN (as the reference does, and PyTorch).
 
-Every constant reaches the kernels in x's type (−∞ for max, 0 and the window size KH·KW for average), so float32
+Every constant reaches the kernels in x's type (−∞ for max, 0 and the divisor tables for average), so float32
 kernels compute in float32, as the reference does.
 
 The gradients fuse with the relu_grad after them (the backward pass of a relu → pool layer), as on the cpu:
@@ -22,6 +27,7 @@ dy · [y > 0]) with the relu's output y before writing it; the unfused kernels g
 """
 import math
 
+import numpy as np
 from numba import cuda, types
 
 from .activations import f_relu_grad
@@ -98,8 +104,8 @@ def max_pool_backward(dx, dy, x, y, relu_y, zero, geometry, masked):
 
 
 @cuda.jit
-def avg_pool_forward(out, x, zero, size, geometry):
-    """out = (Σ over the window) / size, size = KH·KW in x's type (padding counts as 0)."""
+def avg_pool_forward(out, x, zero, rows, cols, geometry):
+    """out = (Σ over the window) / (rows[oh] · cols[ow]) (padding counts as 0)."""
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for o in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         ow = o % out_w
@@ -113,12 +119,13 @@ def avg_pool_forward(out, x, zero, size, geometry):
                     w = ow * sw + s - pl
                     if 0 <= w < width:
                         total += x[(plane * height + h) * width + w]
-        out[o] = total / size
+        out[o] = total / (rows[oh] * cols[ow])
 
 
 @cuda.jit
-def avg_pool_backward(dx, dy, relu_y, zero, size, geometry, masked):
-    """dx[i] = Σ dy / size over the windows containing i, each share divided first, as the reference does."""
+def avg_pool_backward(dx, dy, relu_y, zero, rows, cols, geometry, masked):
+    """dx[i] = Σ dy / (rows[oh] · cols[ow]) over the windows (oh, ow) containing i, each share divided first, as
+    the reference does."""
     height, width, out_h, out_w, kh, kw, sh, sw, pt, pl = geometry
     for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         w = i % width
@@ -129,7 +136,7 @@ def avg_pool_backward(dx, dy, relu_y, zero, size, geometry, masked):
         total = zero
         for oh in range(oh_first, oh_stop):
             for ow in range(ow_first, ow_stop):
-                total += dy[(plane * out_h + oh) * out_w + ow] / size
+                total += dy[(plane * out_h + oh) * out_w + ow] / (rows[oh] * cols[ow])
         dx[i] = f_relu_grad(total, relu_y[i], 0) if masked else total
 
 
@@ -137,9 +144,9 @@ _GEOMETRY = types.UniTuple(types.int64, 10)
 register_generic("max_pool_forward", max_pool_forward, lambda f: (f[::1], f[::1], f, _GEOMETRY))
 register_generic("max_pool_backward", max_pool_backward,
                  lambda f: (f[::1], f[::1], f[::1], f[::1], f[::1], f, _GEOMETRY, types.boolean))
-register_generic("avg_pool_forward", avg_pool_forward, lambda f: (f[::1], f[::1], f, f, _GEOMETRY))
+register_generic("avg_pool_forward", avg_pool_forward, lambda f: (f[::1], f[::1], f, f[::1], f[::1], _GEOMETRY))
 register_generic("avg_pool_backward", avg_pool_backward,
-                 lambda f: (f[::1], f[::1], f[::1], f, f, _GEOMETRY, types.boolean))
+                 lambda f: (f[::1], f[::1], f[::1], f, f[::1], f[::1], _GEOMETRY, types.boolean))
 
 
 def pool_geometry(x_shape, y_shape, kernel_size, stride, padding):
@@ -148,8 +155,19 @@ def pool_geometry(x_shape, y_shape, kernel_size, stride, padding):
     return tuple(int(v) for v in (x_shape[2], x_shape[3], y_shape[2], y_shape[3], kh, kw, sh, sw, pt, pl))
 
 
+def window_sizes(x_shape, y_shape, kernel_size, stride, padding, count_include_pad, dtype):
+    """The divisor tables (rows per output row, columns per output column) on the device, in `dtype`: the window's
+    positions inside the padded input (count_include_pad) or inside the input, along each axis."""
+    tables = []
+    for size, out, taps, step, (lo, hi) in zip(x_shape[2:], y_shape[2:], kernel_size, stride, padding):
+        first = np.arange(out) * step - lo
+        stop = np.minimum(first + taps, size + hi if count_include_pad else size)
+        tables.append(cuda.to_device((stop - (first if count_include_pad else np.maximum(first, 0))).astype(dtype)))
+    return tables
+
+
 @step_kernel
-def max_pool2d(out, x, *, kernel_size, stride, padding):
+def max_pool2d(out, x, *, kernel_size, stride, padding, ceil_mode=False):
     geometry = pool_geometry(shape_of(x), shape_of(out), kernel_size, stride, padding)
     return [BoundLaunch(max_pool_forward, grid_for(out.size), BLOCK,
                         [flat(out), flat(x), out.dtype.type(-math.inf), geometry])]
@@ -164,41 +182,44 @@ def max_pool_backward_launch(out, dy, x, y, relu_y, kernel_size, stride, padding
 
 
 @step_kernel
-def max_pool2d_grad(out, dy, x, y, *, kernel_size, stride, padding):
+def max_pool2d_grad(out, dy, x, y, *, kernel_size, stride, padding, ceil_mode=False):
     return [max_pool_backward_launch(out, dy, x, y, None, kernel_size, stride, padding)]
 
 
 @step_kernel
-def max_pool2d_grad_relu(out, dy, x, y, relu_y, *, kernel_size, stride, padding):
+def max_pool2d_grad_relu(out, dy, x, y, relu_y, *, kernel_size, stride, padding, ceil_mode=False):
     """max_pool2d_grad(dy, x, y) · [relu_y > 0]: the fused max_pool2d_grad → relu_grad"""
     return [max_pool_backward_launch(out, dy, x, y, relu_y, kernel_size, stride, padding)]
 
 
 @step_kernel
-def avg_pool2d(out, x, *, kernel_size, stride, padding):
+def avg_pool2d(out, x, *, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True):
     geometry = pool_geometry(shape_of(x), shape_of(out), kernel_size, stride, padding)
-    size = out.dtype.type(kernel_size[0] * kernel_size[1])
+    rows, cols = window_sizes(shape_of(x), shape_of(out), kernel_size, stride, padding, count_include_pad,
+                              out.dtype)
     return [BoundLaunch(avg_pool_forward, grid_for(out.size), BLOCK,
-                        [flat(out), flat(x), out.dtype.type(0), size, geometry])]
+                        [flat(out), flat(x), out.dtype.type(0), rows, cols, geometry])]
 
 
-def avg_pool_backward_launch(out, dy, relu_y, kernel_size, stride, padding):
+def avg_pool_backward_launch(out, dy, relu_y, kernel_size, stride, padding, count_include_pad):
     geometry = pool_geometry(shape_of(out), shape_of(dy), kernel_size, stride, padding)
+    rows, cols = window_sizes(shape_of(out), shape_of(dy), kernel_size, stride, padding, count_include_pad,
+                              out.dtype)
     mask = out if relu_y is None else relu_y
-    size = out.dtype.type(kernel_size[0] * kernel_size[1])
     return BoundLaunch(avg_pool_backward, grid_for(out.size), BLOCK,
-                       [flat(out), flat(dy), flat(mask), out.dtype.type(0), size, geometry, relu_y is not None])
+                       [flat(out), flat(dy), flat(mask), out.dtype.type(0), rows, cols, geometry,
+                        relu_y is not None])
 
 
 @step_kernel
-def avg_pool2d_grad(out, dy, *, kernel_size, stride, padding):
-    return [avg_pool_backward_launch(out, dy, None, kernel_size, stride, padding)]
+def avg_pool2d_grad(out, dy, *, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True):
+    return [avg_pool_backward_launch(out, dy, None, kernel_size, stride, padding, count_include_pad)]
 
 
 @step_kernel
-def avg_pool2d_grad_relu(out, dy, relu_y, *, kernel_size, stride, padding):
+def avg_pool2d_grad_relu(out, dy, relu_y, *, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True):
     """avg_pool2d_grad(dy) · [relu_y > 0]: the fused avg_pool2d_grad → relu_grad"""
-    return [avg_pool_backward_launch(out, dy, relu_y, kernel_size, stride, padding)]
+    return [avg_pool_backward_launch(out, dy, relu_y, kernel_size, stride, padding, count_include_pad)]
 
 
 KERNELS = {MaxPool2d: max_pool2d, MaxPool2dGrad: max_pool2d_grad, MaxPool2dGradReluGrad: max_pool2d_grad_relu,
