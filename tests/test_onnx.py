@@ -67,6 +67,10 @@ OPS = {
     "pow": (lambda x: (x * x + 1.0) ** 1.5, [M]),
     "relu sigmoid tanh": (lambda x: gn.relu(x) + gn.sigmoid(x) * gn.tanh(x), [M]),
     "leaky_relu elu": (lambda x: gn.leaky_relu(x, 0.2) + gn.elu(x, 0.7), [M]),
+    "softplus silu hard_sigmoid hard_swish": (lambda x: gn.softplus(x) + gn.silu(x) * gn.hard_sigmoid(x * 4.0)
+                                              - gn.hard_swish(x * 4.0), [M]),
+    "gelu gelu_tanh erf": (lambda x: gn.gelu(x * 2.0) + gn.gelu_tanh(x * 2.0) + gn.erf(x), [M]),
+    "relu6 clip": (lambda x: gn.relu6(x * 8.0) + gn.clip(x, -0.5, 0.25), [M]),
     "softmax log_softmax": (lambda x: gn.softmax(x, axis=1) + gn.log_softmax(x, axis=-1), [M]),
     "matmul": (lambda x: x @ gn.constant(random(5, 7)), [M]),
     "matmul transposed": (lambda x: gn.matmul(x, gn.constant(random(7, 5)), transpose_b=True), [M]),

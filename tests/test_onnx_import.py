@@ -26,7 +26,7 @@ def onnx_file(tmp_path, nodes, inputs, outputs, initializers=(), opset=13):
     graph = helper.make_graph(nodes, "test", [info(*i) for i in inputs], [info(*o) for o in outputs],
                               initializer=[numpy_helper.from_array(np.asarray(v), name) for name, v in initializers])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 7 if opset < 15 else 8
+    model.ir_version = 7 if opset < 15 else 8 if opset < 19 else 9
     onnx.checker.check_model(model)
     path = tmp_path / f"model{opset}.onnx"
     onnx.save(model, str(path))
@@ -149,6 +149,28 @@ def test_older_opsets_mean_what_their_specification_says(case, tmp_path):
     path = onnx_file(tmp_path, nodes, [("x", (None, 3, 7, 7))], [("y", session_shape)], initializers, opset=opset)
     loaded = assert_same_as_onnxruntime(path, {"x": X})
     assert loaded.opset == opset
+
+
+NEWER_ACTIVATIONS = {
+    "Softplus, HardSigmoid (PyTorch's and ONNX's default slopes), HardSwish (opset 14)": (
+        [helper.make_node("Softplus", ["x"], ["a"]),
+         helper.make_node("HardSigmoid", ["x"], ["b"], alpha=1 / 6, beta=0.5),
+         helper.make_node("HardSigmoid", ["x"], ["c"]),
+         helper.make_node("HardSwish", ["x"], ["d"]),
+         helper.make_node("Sum", ["a", "b", "c", "d"], ["y"])], 14),
+    "Gelu, exact and tanh (opset 20)": (
+        [helper.make_node("Gelu", ["x"], ["a"]), helper.make_node("Gelu", ["x"], ["b"], approximate="tanh"),
+         helper.make_node("Add", ["a", "b"], ["y"])], 20),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEWER_ACTIVATIONS))
+def test_the_newer_activations_import_as_graphnet_ops(case, tmp_path):
+    nodes, opset = NEWER_ACTIVATIONS[case]
+    path = onnx_file(tmp_path, nodes, [("x", (None, 3, 7, 7))], [("y", (None, 3, 7, 7))], opset=opset)
+    loaded = assert_same_as_onnxruntime(path, {"x": X * 4})
+    made = {node.op.name for node in loaded.graph.nodes}
+    assert made >= ({"softplus", "hard_sigmoid", "hard_swish", "clip"} if opset == 14 else {"gelu", "gelu_tanh"})
 
 
 @pytest.mark.parametrize("node, message", [

@@ -120,6 +120,7 @@ SPECS = [
     pointwise("relu6", away_from_kinks(2, 5)),
     pointwise("hard_sigmoid", away_from_kinks(2, 5)),
     pointwise("hard_swish", away_from_kinks(2, 5)),
+    pointwise("erf", smooth(2, 5, low=-3, high=3)),
     pointwise("clip", away_from_kinks(2, 5, spread=4.0)),
     # arithmetic
     Spec(gn.ops.elementwise.Add, lambda a, b: a + b, smooth(2, 3), smooth(3)),

@@ -14,6 +14,8 @@ What ONNX spells differently, and the writers handle:
                          computes it (an AveragePool of the squares along the channels, then Pow): onnxruntime
                          refuses an LRN of even size, and ONNX's would start one channel later than PyTorch's
     matmul transposes    a Transpose of the last two axes before MatMul
+    activations          relu6 and clip as Clip, hard_sigmoid as HardSigmoid(α = 1/6, β = 1/2), silu as
+                         x·Sigmoid(x), gelu (exact and tanh form) from Erf or Tanh (ONNX's Gelu is opset 20)
     reductions           ReduceSum/Mean/Max take their axes as an input (opset 18)
 
 A training graph (dropout in training mode, batch statistics, losses, gradients, assignments) has no ONNX form
@@ -26,6 +28,7 @@ from ..compiler import prune
 from ..errors import GraphError
 from ..graph import ConstantOp, Placeholder, Tensor, VariableOp
 from ..ops.activations import Elu, LeakyRelu, LogSoftmax, Relu, Sigmoid, Softmax, Tanh
+from ..ops.pointwise import Clip, Erf, Gelu, GeluTanh, HardSigmoid, HardSwish, Relu6, Silu, Softplus
 from ..ops.conv import Conv2d
 from ..ops.dtypes import Cast
 from ..ops.elementwise import Add, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, Sqrt, Sub
@@ -101,6 +104,54 @@ def _leaky_relu(w, node, ins, out):
 
 def _elu(w, node, ins, out):
     w.node("Elu", ins, [out], alpha=float(node.attrs["alpha"]))
+
+
+def _constant_like(w, node, stem, value):
+    """An initializer holding one number of the node's dtype (an ONNX operand must match its partner's type)."""
+    return w.constant(stem, np.asarray(value, dtype=node.dtype))
+
+
+def _clip_between(low, high):
+    def write(w, node, ins, out):
+        bounds = [_constant_like(w, node, f"{out}_{side}", node.attrs.get(side, value))
+                  for side, value in (("min", low), ("max", high))]
+        w.node("Clip", [ins[0]] + bounds, [out])
+    write.__doc__ = "Clip(x, min, max), the bounds as initializers of x's dtype"
+    return write
+
+
+def _hard_sigmoid(w, node, ins, out):
+    """relu6(x + 3)/6 = clip(x/6 + 1/2, 0, 1): ONNX's HardSigmoid with alpha = 1/6, beta = 1/2."""
+    w.node("HardSigmoid", ins, [out], alpha=1.0 / 6.0, beta=0.5)
+
+
+def _silu(w, node, ins, out):
+    """x·σ(x): Sigmoid, then Mul."""
+    w.node("Mul", [ins[0], w.node("Sigmoid", ins, [w.fresh(f"{out}_sigmoid")])], [out])
+
+
+def _gelu(w, node, ins, out):
+    """x/2·(1 + erf(x/√2)): opset 18 has Erf (Gelu itself came in opset 20)."""
+    scaled = w.node("Mul", [ins[0], _constant_like(w, node, f"{out}_rsqrt2", 0.7071067811865476)],
+                    [w.fresh(f"{out}_scaled")])
+    erf = w.node("Erf", [scaled], [w.fresh(f"{out}_erf")])
+    one_plus = w.node("Add", [erf, _constant_like(w, node, f"{out}_one", 1.0)], [w.fresh(f"{out}_1p")])
+    half_x = w.node("Mul", [ins[0], _constant_like(w, node, f"{out}_half", 0.5)], [w.fresh(f"{out}_half_x")])
+    w.node("Mul", [half_x, one_plus], [out])
+
+
+def _gelu_tanh(w, node, ins, out):
+    """x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³)))"""
+    x = ins[0]
+    cube = w.node("Mul", [x, w.node("Mul", [x, x], [w.fresh(f"{out}_x2")])], [w.fresh(f"{out}_x3")])
+    inner = w.node("Add", [x, w.node("Mul", [cube, _constant_like(w, node, f"{out}_c", 0.044715)],
+                                     [w.fresh(f"{out}_cx3")])], [w.fresh(f"{out}_inner")])
+    scaled = w.node("Mul", [inner, _constant_like(w, node, f"{out}_k", 0.7978845608028654)],
+                    [w.fresh(f"{out}_scaled")])
+    one_plus = w.node("Add", [w.node("Tanh", [scaled], [w.fresh(f"{out}_tanh")]),
+                              _constant_like(w, node, f"{out}_one", 1.0)], [w.fresh(f"{out}_1p")])
+    half_x = w.node("Mul", [x, _constant_like(w, node, f"{out}_half", 0.5)], [w.fresh(f"{out}_half_x")])
+    w.node("Mul", [half_x, one_plus], [out])
 
 
 def _softmax(op_type):
@@ -263,6 +314,8 @@ WRITERS = {
     Log: _simple("Log"), Sqrt: _simple("Sqrt"), Pow: _pow,
     Relu: _simple("Relu"), Sigmoid: _simple("Sigmoid"), Tanh: _simple("Tanh"), LeakyRelu: _leaky_relu,
     Elu: _elu, Softmax: _softmax("Softmax"), LogSoftmax: _softmax("LogSoftmax"),
+    Softplus: _simple("Softplus"), Silu: _silu, Gelu: _gelu, GeluTanh: _gelu_tanh, Relu6: _clip_between(0.0, 6.0),
+    HardSigmoid: _hard_sigmoid, HardSwish: _simple("HardSwish"), Clip: _clip_between(None, None), Erf: _simple("Erf"),
     MatMul: _matmul, Conv2d: _conv,
     MaxPool2d: _max_pool, AvgPool2d: _avg_pool, LocalResponseNorm: _lrn,
     Sum: _reduce("ReduceSum"), Mean: _reduce("ReduceMean"), Max: _reduce("ReduceMax"),

@@ -153,11 +153,33 @@ def _clip(r, ins, attrs):
         _only(r, attrs, ())
         low = r.static(ins[1], "min").item() if len(ins) > 1 and ins[1] else None
         high = r.static(ins[2], "max").item() if len(ins) > 2 and ins[2] else None
+    if low is not None and high is not None:
+        return [ops.clip(x, low, high)]
     if low is not None:
         x = ops.maximum(x, low)
     if high is not None:
         x = ops.minimum(x, high)
     return [x]
+
+
+def _hard_sigmoid(r, ins, attrs):
+    """max(0, min(1, αx + β)): graphnet's hard_sigmoid where α = 1/6 and β = 1/2 (PyTorch's), else the clip of it
+    (ONNX's defaults are α = 0.2, β = 0.5)."""
+    _only(r, attrs, ("alpha", "beta"))
+    x, alpha, beta = r.tensor(ins[0]), attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+    if np.isclose(alpha, 1 / 6, rtol=1e-6) and beta == 0.5:
+        return [ops.hard_sigmoid(x)]
+    return [ops.clip(x * alpha + beta, 0.0, 1.0)]
+
+
+def _gelu(r, ins, attrs):
+    """Gelu (opset 20): approximate="none" is gelu, "tanh" gelu_tanh."""
+    _only(r, attrs, ("approximate",))
+    approximate = attrs.get("approximate", "none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    if approximate not in ("none", "tanh"):
+        r.refuse(f"attribute approximate={approximate!r} is not one of 'none', 'tanh'")
+    return [(ops.gelu if approximate == "none" else ops.gelu_tanh)(r.tensor(ins[0]))]
 
 
 def _identity(r, ins, attrs):
@@ -405,7 +427,8 @@ READERS = {
     "Add": _binary(ops.add), "Sub": _binary(ops.sub), "Mul": _binary(ops.mul), "Div": _binary(ops.div),
     "Sum": _variadic(ops.add), "Relu": _unary(ops.relu), "Sigmoid": _unary(ops.sigmoid), "Tanh": _unary(ops.tanh),
     "LeakyRelu": _leaky_relu, "Elu": _elu, "Softmax": _softmax(ops.softmax), "LogSoftmax": _softmax(ops.log_softmax),
-    "Clip": _clip, "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv,
+    "Clip": _clip, "Softplus": _unary(ops.softplus), "HardSigmoid": _hard_sigmoid,
+    "HardSwish": _unary(ops.hard_swish), "Gelu": _gelu, "Erf": _unary(ops.erf), "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv,
     "MaxPool": _pool("max"), "AveragePool": _pool("avg"), "GlobalAveragePool": _global_average, "LRN": _lrn,
     "BatchNormalization": _batch_norm, "Dropout": _dropout, "Identity": _identity,
     "Concat": _concat, "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose,

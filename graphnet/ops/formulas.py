@@ -34,6 +34,7 @@ class Formula:
 SQRT_HALF = "0.7071067811865476"          # 1/√2
 INV_SQRT_2PI = "0.3989422804014327"       # 1/√(2π)
 SQRT_2_OVER_PI = "0.7978845608028654"     # √(2/π)
+TWO_OVER_SQRT_PI = "1.1283791670955126"   # 2/√π
 
 FORMULAS = [
     Formula("relu", y="maximum(x, 0)", dx="dy * (y > 0)",
@@ -66,6 +67,8 @@ FORMULAS = [
     Formula("hard_swish", y="x * minimum(maximum(x + 3, 0), 6) / 6",
             dx="where(x < -3, 0, where(x <= 3, dy * (x / 3 + 0.5), dy))", flops=4,
             doc="x·relu6(x + 3) / 6, as in MobileNetV3 (PyTorch's hardswish)"),
+    Formula("erf", y="erf(x)", dx=f"dy * {TWO_OVER_SQRT_PI} * exp(-x * x)", flops=4, activation=False,
+            doc="the error function 2/√π·∫₀ˣ e^(−t²) dt (gelu's Φ(x) = (1 + erf(x/√2))/2; ONNX's Erf)"),
     Formula("clip", y="minimum(maximum(x, min), max)", dx="dy * (x >= min and x <= max)",
             params={"min": None, "max": None}, requires="min <= max", activation=False,
             doc="x limited to [min, max]; its gradient passes where min ≤ x ≤ max (as PyTorch's clamp)"),
