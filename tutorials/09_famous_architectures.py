@@ -46,15 +46,8 @@ lesson = Lesson(args, "09_famous_architectures")
 epochs = 1 if args.quick else args.epochs
 
 
-# %% Two small layers graphnet does not have: ReLU6, and "conv -> batch norm -> activation" as one block
-class ReLU6(nn.Layer):
-    """min(max(x, 0), 6): MobileNet's activation, kept bounded for low-precision arithmetic."""
-    kind = "relu6"
-
-    def call(self, x, training):
-        return gn.minimum(gn.relu(x), 6.0)
-
-
+# %% One block built from layers: "conv -> batch norm -> activation". MobileNet's activation is ReLU6,
+# min(max(x, 0), 6), kept bounded for low-precision arithmetic (nn.ReLU6: one pointwise op, gn.relu6).
 class ConvBN(nn.Model):
     """Conv2D (no bias: batch norm's β takes its place) -> BatchNorm2D -> activation (None: linear)."""
 
@@ -63,7 +56,7 @@ class ConvBN(nn.Model):
         self.conv = nn.Conv2D(filters, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups,
                               use_bias=False, weight_init="he_normal")
         self.bn = nn.BatchNorm2D()
-        self.act = (ReLU6() if activation == "relu6" else nn.ReLU()) if activation else None
+        self.act = (nn.ReLU6() if activation == "relu6" else nn.ReLU()) if activation else None
 
     def call(self, x, training):
         y = self.bn(self.conv(x, training), training)

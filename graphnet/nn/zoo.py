@@ -25,11 +25,6 @@ from .model import Model, Sequential
 from .normalization import BatchNorm2D
 
 
-def relu6(x):
-    """min(max(x, 0), 6): MobileNetV2's activation, which keeps activations in a range low precision can hold."""
-    return ops.minimum(ops.relu(x), 6.0)
-
-
 def _built(model, input_size, channels=3):
     model.build((channels, input_size, input_size))
     return model
@@ -44,7 +39,7 @@ class ConvBN(Model):
         self.conv = Conv2D(filters, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups,
                            use_bias=False, weight_init="he_normal")
         self.bn = BatchNorm2D(eps=eps)
-        self.activation = {"relu": ops.relu, "relu6": relu6, None: None}[activation]
+        self.activation = {"relu": ops.relu, "relu6": ops.relu6, None: None}[activation]   # relu6: MobileNetV2's
 
     def call(self, x, training):
         y = self.bn(self.conv(x, training), training)
