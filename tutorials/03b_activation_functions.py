@@ -17,7 +17,12 @@ What this teaches:
     in all, while tanh, ReLU and ELU keep it within a factor of three — and the training curves with plain SGD,
     where the sigmoid network hardly moves from a uniform guess while the others learn;
   * Maxout (Goodfellow et al. 2013) learns its activation: the max of a few linear pieces. With pieces x and 0 it
-    is ReLU; with x and 0.1·x, LeakyReLU; with x and −x, |x|.
+    is ReLU; with x and 0.1·x, LeakyReLU; with x and −x, |x|;
+  * the activations of recent networks: smooth ReLUs — softplus log(1 + eˣ), SiLU x·σ(x) (EfficientNet, YOLO),
+    GELU x·Φ(x) (BERT, GPT, ViT; Φ the normal CDF, often computed by its tanh approximation) — whose slope changes
+    gradually instead of jumping at 0, and the "hard" ones made of straight pieces for cheap arithmetic on phones —
+    ReLU6 min(max(x, 0), 6) (MobileNetV2), hard sigmoid relu6(x + 3)/6 and hard swish x·relu6(x + 3)/6
+    (MobileNetV3). GELU joins the deep network of section 3.
 
     python tutorials/03b_activation_functions.py            # 10 epochs per network, about ten seconds
     python tutorials/03b_activation_functions.py --quick    # fewer images and one epoch (CI)
@@ -96,16 +101,47 @@ right.plot(grid, slope_v[:, 0], color="tab:orange")
 right.set(title="its derivative (gn.gradients): the winning piece's slope", xlabel="x", ylabel="d maxout / dx")
 lesson.save(figure, "maxout")
 
+# %% 2b. The activations of recent networks: smooth ReLUs and hard (piecewise-linear) curves
+# Each is one pointwise op of graphnet (declared as a formula, with its derivative, in graphnet/ops/formulas.py).
+MODERN = {"softplus": gn.softplus, "SiLU (swish)": gn.silu, "GELU": gn.gelu, "ReLU6": gn.relu6,
+          "hard sigmoid": gn.hard_sigmoid, "hard swish": gn.hard_swish}
+wide = np.linspace(-8, 8, 1601)                       # wide enough to see ReLU6 level off at 6
+modern = {name: value_and_derivative(f, wide) for name, f in MODERN.items()}
+gelu_tanh, _ = value_and_derivative(gn.gelu_tanh, wide)
+print(f"\n{'activation':<20} {'f(-8)':>8} {'f(8)':>8} {'min f′':>8} {'max f′':>8}")
+for name, (values, slopes) in modern.items():
+    print(f"{name:<20} {values[0]:>8.4f} {values[-1]:>8.4f} {slopes.min():>8.4f} {slopes.max():>8.4f}")
+gelu_gap = float(np.abs(gelu_tanh - modern["GELU"][0]).max())
+print(f"GELU's tanh approximation differs from the exact GELU by at most {gelu_gap:.1e} on [-8, 8]")
+
+figure, axes = plt.subplots(2, len(modern), figsize=(3.0 * len(modern), 5.5), sharex=True, sharey="row")
+for (name, (values, slopes)), top, bottom in zip(modern.items(), axes[0], axes[1]):
+    top.plot(wide, values)
+    top.plot(wide, np.maximum(wide, 0), color="gray", ls=":", lw=1)        # ReLU, for comparison
+    top.set(title=name, ylim=(-1.5, 8.5))
+    bottom.plot(wide, slopes, color="tab:orange")
+    bottom.set(xlabel="x", ylim=(-0.6, 1.6))
+    for ax in (top, bottom):
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.axvline(0, color="gray", lw=0.5)
+axes[0, 0].set(ylabel="f(x)")
+axes[1, 0].set(ylabel="f′(x) by gn.gradients")
+figure.suptitle("smooth ReLUs (SiLU and GELU dip below 0, and their slope exceeds 1 a little) and hard curves "
+                "(ReLU dotted)", fontsize=9)
+figure.tight_layout()
+lesson.save(figure, "modern_activations")
+
 # %% 3. A deep network: the gradient of each layer at initialisation
 # depth hidden layers of 64 units on the 8x8 digits, then 10 logits. Each activation gets the initialisation
-# made for it: He's N(0, 2/fan_in) for ReLU, which zeroes half of its inputs; LeCun's N(0, 1/fan_in) for the others
-# (ELU with He's scale grows from layer to layer: try it).
+# made for it: He's N(0, 2/fan_in) for ReLU and GELU, which (nearly) zero half of their inputs; LeCun's
+# N(0, 1/fan_in) for the others (ELU with He's scale grows from layer to layer: try it).
 (x_train, y_train), (x_test, y_test) = load_digits(test_size=0.25, seed=0)
 if args.quick:
     x_train, y_train, x_test, y_test = x_train[:320], y_train[:320], x_test[:200], y_test[:200]
 x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
 print(f"\ndigits: {len(x_train)} training and {len(x_test)} test images as {x_train.shape[1]} pixels")
-DEEP = {"sigmoid": (gn.sigmoid, 1.0), "tanh": (gn.tanh, 1.0), "ReLU": (gn.relu, 2.0), "ELU": (gn.elu, 1.0)}
+DEEP = {"sigmoid": (gn.sigmoid, 1.0), "tanh": (gn.tanh, 1.0), "ReLU": (gn.relu, 2.0), "ELU": (gn.elu, 1.0),
+        "GELU": (gn.gelu, 2.0)}
 width = 64
 
 
@@ -146,7 +182,7 @@ figure, ax = plt.subplots(figsize=(10, 4))
 layers = np.arange(1, args.depth + 2)
 bar = 0.8 / len(gradient_norms)
 for i, (name, norms) in enumerate(gradient_norms.items()):
-    ax.bar(layers + (i - 1.5) * bar, norms, width=bar, label=name)
+    ax.bar(layers + (i - (len(gradient_norms) - 1) / 2) * bar, norms, width=bar, label=name)
 ax.set(title=f"{args.depth} hidden layers: the gradient of each layer's weights at initialisation",
        xlabel="layer (1: next to the input; last: the output layer)", ylabel="‖∂L/∂W‖ (log scale)",
        yscale="log", xticks=layers)
