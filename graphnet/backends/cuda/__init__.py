@@ -10,13 +10,15 @@ CPU, thread by thread: slow, but it lets the kernels be tested on a machine with
 
 The kernels, one module per family of ops (kernel tables keyed by op class: see graphnet/backends/base.py):
 
-    elementwise    arithmetic with broadcasting           activations   activations, softmax
-    reduce         sum, mean, max and their adjoints      shape         reshape, transpose, concat, slicing
-    gemm           the tiled matrix-product kernel        linalg        matmul on it
+    elementwise    arithmetic with broadcasting           pointwise     the formulas' ops (relu, gelu, clip, ...)
+    activations    softmax, and the ReLU of fused epilogues
+    reduce         sum, mean, max and their adjoints      shape         reshape, transpose, concat, slicing, assign
+    gemm           the tiled matrix-product kernel        linalg        matmul on it (and the fused dense layers)
     conv           convolution as implicit GEMMs          pool          max and average pooling
-    losses         mean losses and their gradients        regularization dropout, batch norm
+    lrn            local response normalization           losses        mean losses and their gradients
+    regularization dropout, batch norm                    collective    the sum over the ranks (through the host)
     launch         grid sizes and launches bound once     layout        strides, broadcasting, merging axes
-    registry       every device kernel with its argument types (for the PTX build check)
+    registry       every device kernel with its argument types (for the PTX build check: ptx_check, sass_report)
 """
 import ctypes.util
 import importlib.util
