@@ -465,7 +465,8 @@ class Layers:
                 x = gn.placeholder((None,) + x_shape[1:], name="x")
                 w, b = gn.variable(wv, name="w"), gn.variable(bv, name="b")
                 y = gn.conv2d(x, w, b, stride=stride, padding=pad)
-                fetches = gn.gradients(gn.sum(y), [x, w, b]) if backward else y
+                # y is fetched with the gradients: the forward runs and y is materialized, as PyTorch's conv(x)
+                fetches = [y] + gn.gradients(gn.sum(y), [x, w, b]) if backward else y
                 prog = gn.compile(fetches, device=device)
             runners[label] = program_runner(prog, {x: xv})
         flops = schedule_flops(runners["graphnet"])
@@ -499,7 +500,8 @@ class Layers:
             with gn.Graph():
                 x = gn.placeholder((None,) + x_shape[1:], name="x")
                 y = (gn.max_pool2d if kind == "max" else gn.avg_pool2d)(x, 2)
-                prog = gn.compile(gn.gradients(gn.sum(y * gn.constant(cv)), [x]), device=device)
+                # y is fetched with the gradient: the forward runs and y is materialized, as PyTorch's pool(x)
+                prog = gn.compile([y] + gn.gradients(gn.sum(y * gn.constant(cv)), [x]), device=device)
             runners[label] = program_runner(prog, {x: xv})
         flops = schedule_flops(runners["graphnet"])
         if torch is not None:

@@ -240,7 +240,7 @@ def conv_rows(repeat, quick):
             wv = gn.variable(w)
             y = gn.conv2d(xp, wv, padding=pad, stride=stride)
             dx, dw = gn.gradients(gn.sum(y), [xp, wv])
-            program = gn.compile([dx, dw], device="cuda")
+            program = gn.compile([y, dx, dw], device="cuda")    # y too: else the forward, unread, would not run
             forward, f_flops, labels = kernel_replay(program, {xp: x}, lambda s: s.op_name == "conv2d")
             both, b_flops, _ = kernel_replay(program, {xp: x}, lambda s: s.op_name.startswith("conv2d"))
         xt = torch.from_numpy(x).cuda().requires_grad_(True)
@@ -267,8 +267,9 @@ def pool_rows(repeat):
     for name, gn_pool, torch_pool in (("max", gn.max_pool2d, F.max_pool2d), ("avg", gn.avg_pool2d, F.avg_pool2d)):
         with gn.Graph():
             xp = gn.placeholder(x.shape, name="x")
-            (dx,) = gn.gradients(gn.sum(gn_pool(xp, 2)), [xp])
-            program = gn.compile(dx, device="cuda")
+            y = gn_pool(xp, 2)
+            (dx,) = gn.gradients(gn.sum(y), [xp])
+            program = gn.compile([y, dx], device="cuda")          # y too: else avg's forward would not run
             replay, _, _ = kernel_replay(program, {xp: x}, lambda s: "pool" in s.op_name)
         xt = torch.from_numpy(x).cuda().requires_grad_(True)
         grad = torch.ones((64, 32, 16, 16), device="cuda")

@@ -1,6 +1,7 @@
 """compile(fetches): from a graph to a Program.
 
-    1. prune      keep only the nodes the fetches need (plus the side effects of those nodes)
+    1. prune      keep only the nodes the fetches need (plus the side effects of those nodes); a node whose shape
+                  alone is read (a shape reference) has its shape inferred but is not computed
     2. order      a topological order in which every assignment to a variable runs after every read of it
     3. bind       a backend: the kernels that will run each step
 
@@ -37,13 +38,15 @@ def compile(fetches, device="cpu", reuse_memory=True, check_numerics=False):
         backend = get_backend(device)
     except GraphError as error:
         raise GraphError(f"compile ({site}): {error}") from None
-    nodes = prune(fetch_list)
-    order = schedule_order(nodes, site)
+    nodes = prune(fetch_list)                                         # whose shapes a plan infers
+    order = schedule_order(prune(fetch_list, through_refs=False), site)  # whose values a run computes
     return Program(fetch_list, single, order, nodes, backend, reuse_memory, check_numerics)
 
 
-def prune(fetches):
-    """Every node the fetches depend on, through data inputs, shape references and side effects."""
+def prune(fetches, through_refs=True):
+    """Every node the fetches depend on, through data inputs and side effects, and — with `through_refs` — through
+    shape references. A node reached only by a shape reference (the forward output whose shape a gradient's
+    broadcast takes) needs its shape, which planning infers, not its value: it is not computed."""
     needed, stack = set(), list(fetches)
     while stack:
         node = stack.pop()
@@ -51,7 +54,8 @@ def prune(fetches):
             continue
         needed.add(node)
         stack.extend(node.inputs)
-        stack.extend(node.refs)
+        if through_refs:
+            stack.extend(node.refs)
         stack.extend(node.side_effects)
     return needed
 

@@ -159,3 +159,25 @@ def test_a_sum_to_that_repeats_nothing_at_run_time_is_a_free_view():
     assert len(sum_to) == 1 and sum_to[0].kernel is None and sum_to[0].label == "view (no copy)"
     np.testing.assert_array_equal(prog.run({x: np.ones((1, 3), np.float32)}), c.sum(axis=0, keepdims=True))
     assert [s.kernel is None for s in prog.plan().steps if s.node.op.name == "sum_to"] == [False]
+
+
+@pytest.mark.parametrize("device", ["reference", "cpu"])
+def test_a_node_whose_shape_alone_is_read_is_not_computed(device):
+    """The gradient of Σ avg_pool(x)·c reads the pooled output's shape (its broadcast), never its value: a program
+    that fetches only the gradient runs no forward step; fetching the loss too brings the forward back."""
+    rng = np.random.default_rng(0)
+    xv, cv = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 2, 2))
+    with gn.Graph():
+        x = gn.placeholder((None, 3, 4, 4), dtype="float64", name="x")
+        loss = gn.sum(gn.avg_pool2d(x, 2) * gn.constant(cv))
+        (dx,) = gn.gradients(loss, [x])
+        gradient_only = gn.compile(dx, device=device)
+        with_loss = gn.compile([loss, dx], device=device)
+    steps = gradient_only.plan(batch_size=2).steps
+    assert {s.node.phase for s in steps} == {"backward"}, [s.op_name for s in steps]
+    assert "avg_pool2d" in [s.op_name for s in with_loss.plan(batch_size=2).steps]
+    expected = np.repeat(np.repeat(cv, 2, axis=2), 2, axis=3) / 4          # ∂/∂x of Σ mean-of-window · c
+    np.testing.assert_allclose(gradient_only.run({x: xv}), expected, rtol=1e-12)
+    loss_value, dx_value = with_loss.run({x: xv})
+    np.testing.assert_allclose(dx_value, expected, rtol=1e-12)
+    np.testing.assert_allclose(loss_value, np.sum(xv.reshape(2, 3, 2, 2, 2, 2).mean(axis=(3, 5)) * cv), rtol=1e-12)
