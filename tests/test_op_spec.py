@@ -83,10 +83,17 @@ class Spec:
         return self.label
 
 
-def pointwise(name, inputs):
+def pointwise(name, inputs, **params):
+    """A pointwise op of the formulas: its line in SPECS, with the parameters the formula requires."""
     op = OPS[name][0]
-    params = {"clip": dict(min=-1.5, max=2.5)}.get(name, {})
     return Spec(op, lambda x: getattr(gn, name)(x, **params), inputs)
+
+
+def example_parameters(formula):
+    """Values for a formula's parameters: the defaults, and increasing values -1, 1, 3, ... for the required ones
+    (so that a rule like clip's min <= max holds)."""
+    required = iter(range(-1, 100, 2))
+    return {p: float(next(required)) if d is None else d for p, d in formula.params.items()}
 
 
 def batch_norm(x):
@@ -121,7 +128,7 @@ SPECS = [
     pointwise("hard_sigmoid", away_from_kinks(2, 5)),
     pointwise("hard_swish", away_from_kinks(2, 5)),
     pointwise("erf", smooth(2, 5, low=-3, high=3)),
-    pointwise("clip", away_from_kinks(2, 5, spread=4.0)),
+    pointwise("clip", away_from_kinks(2, 5, spread=4.0), min=-1.5, max=2.5),
     # arithmetic
     Spec(gn.ops.elementwise.Add, lambda a, b: a + b, smooth(2, 3), smooth(3)),
     Spec(gn.ops.elementwise.Sub, lambda a, b: a - b, smooth(2, 3), smooth(2, 1)),
@@ -217,8 +224,8 @@ def test_every_registered_op_is_specified_or_made_by_a_specified_gradient():
 def test_every_pointwise_formula_is_an_op_with_a_gradient_and_a_public_function():
     assert [op.name for op, _ in OPS.values()] == [f.name for f in FORMULAS]
     specified = {spec.op for spec in SPECS}
-    assert all(op in specified for op, _ in OPS.values())
-    assert all(callable(getattr(gn, f.name)) for f in FORMULAS)
+    assert [op.name for op, _ in OPS.values() if op not in specified] == [], "formulas with no line in SPECS"
+    assert [f.name for f in FORMULAS if not callable(getattr(gn, f.name, None))] == [], "no public function"
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -353,7 +360,7 @@ def test_the_reference_compositions_are_the_chains():
 @given(shape=st.lists(st.one_of(st.none(), st.integers(1, 5)), max_size=4),
        formula=st.sampled_from(FORMULAS))
 def test_a_pointwise_op_keeps_its_input_shape(shape, formula):
-    params = {"min": -1.0, "max": 1.0} if formula.name == "clip" else {}
+    params = example_parameters(formula)
     with gn.Graph():
         x = gn.placeholder(tuple(shape))
         y = getattr(gn, formula.name)(x, **params)
@@ -364,7 +371,7 @@ def test_a_pointwise_op_keeps_its_input_shape(shape, formula):
 
 @pytest.mark.parametrize("formula", FORMULAS, ids=lambda f: f.name)
 def test_a_pointwise_op_refuses_integer_inputs_and_bad_parameters(formula):
-    params = {"min": -1.0, "max": 1.0} if formula.name == "clip" else {}
+    params = example_parameters(formula)
     with gn.Graph():
         with pytest.raises(GraphError, match=formula.name):
             getattr(gn, formula.name)(gn.placeholder((2,), dtype="int64"), **params)
@@ -379,3 +386,29 @@ def test_clip_needs_its_bounds_in_order():
             gn.clip(gn.placeholder((2,)), 2, 1)
         with pytest.raises(GraphError, match="missing a required argument: 'max'"):
             gn.clip(gn.placeholder((2,)), 1)
+
+
+@pytest.mark.parametrize("y, dx, message", [
+    ("log(1 + exp(x))", "dy", r"mish\.y: .*'log' is not a function of the formula language \(for log\(1 \+ u\) "
+                              r"write log1p\(u\)\)"),
+    ("where(x > 0, x)", "dy", r"mish\.y: .*where takes 3 argument\(s\), got 2"),
+    ("x * tanh(beta * x)", "dy", r"mish\.y: .*unknown name 'beta' \(known: x, betta\)"),
+    ("x ** 2", "dy", r"mish\.y: .*Pow is not part of the formula language \(write x \* x, or square\(x\)\)"),
+    ("x", "dy * (0 < x < 1)", r"mish\.dx: .*write a < b and b < c"),
+])
+def test_a_mistaken_formula_is_refused_naming_its_field(y, dx, message):
+    from graphnet.ops.formula_code import FormulaError, check
+    from graphnet.ops.formulas import Formula
+    with pytest.raises(FormulaError, match=message):
+        check(Formula("mish", y=y, dx=dx, doc="", params={"betta": 1.0}))
+
+
+def test_the_compiled_pointwise_kernels_were_built_from_these_formulas():
+    """The generated cpu module refuses to load when the formulas changed since it was built (it names the rebuild
+    command); here it loaded, so it carries the current formulas' fingerprint."""
+    from dataclasses import replace
+    from graphnet._ext import pointwise
+    from graphnet.ops.formula_code import fingerprint
+    assert pointwise.BUILT_FROM == fingerprint(FORMULAS)
+    changed = [replace(FORMULAS[0], y="maximum(x, 0.0)")] + FORMULAS[1:]
+    assert fingerprint(changed) != fingerprint(FORMULAS)

@@ -18,23 +18,52 @@ class FormulaError(ValueError):
     pass
 
 
+HINTS = {"log": "for log(1 + u) write log1p(u)", "pow": "write x * x, or square(x)", "max": "write maximum(a, b)",
+         "min": "write minimum(a, b)", "tanh_": "write tanh(x)"}
+
+
 def parse(text, names):
     """The expression's tree, after checking that it uses only the language and the given names."""
-    tree = ast.parse(text, mode="eval").body
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as error:
+        raise FormulaError(f"{text!r} is not a Python expression: {error.msg}") from None
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id not in names and node.id not in FUNCTIONS:
             raise FormulaError(f"{text!r}: unknown name {node.id!r} (known: {', '.join(names)})")
         if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or FUNCTIONS.get(node.func.id) != len(node.args):
-                raise FormulaError(f"{text!r}: {ast.unparse(node)} is not one of the functions "
-                                   f"{', '.join(f'{f}/{n}' for f, n in FUNCTIONS.items())}")
+            function = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+            if function not in FUNCTIONS:
+                hint = f" ({HINTS[function]})" if function in HINTS else ""
+                raise FormulaError(f"{text!r}: {function!r} is not a function of the formula language{hint}; its "
+                                   f"functions: {', '.join(FUNCTIONS)}")
+            if FUNCTIONS[function] != len(node.args) or node.keywords:
+                raise FormulaError(f"{text!r}: {function} takes {FUNCTIONS[function]} argument(s), got "
+                                   f"{len(node.args) + len(node.keywords)} in {ast.unparse(node)}")
         allowed = (ast.Name, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call, ast.BoolOp, ast.Load,
                    ast.USub, ast.UAdd, ast.And, ast.Or, *OPERATORS, *COMPARISONS)
         if not isinstance(node, allowed):
-            raise FormulaError(f"{text!r}: {type(node).__name__} is not part of the formula language")
+            hint = " (write x * x, or square(x))" if isinstance(node, ast.Pow) else ""
+            raise FormulaError(f"{text!r}: {type(node).__name__} is not part of the formula language{hint}")
         if isinstance(node, ast.Compare) and len(node.ops) != 1:
             raise FormulaError(f"{text!r}: write a < b and b < c, not a < b < c")
     return tree
+
+
+def check(formula):
+    """Parse a declaration's value and gradient now, naming the formula and the field of a mistake."""
+    for field, names in (("y", ["x"]), ("dx", ["dy", "x", "y"])):
+        try:
+            parse(getattr(formula, field), names + list(formula.params))
+        except FormulaError as error:
+            raise FormulaError(f"graphnet/ops/formulas.py, {formula.name}.{field}: {error}") from None
+
+
+def fingerprint(formulas):
+    """A digest of the formulas' text: the generated cpu kernels carry the one they were built from."""
+    import hashlib
+    text = repr([(f.name, f.y, f.dx, tuple(f.params)) for f in formulas])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def names_used(text):
@@ -207,9 +236,14 @@ cimport numpy as cnp
 from ._buffers cimport (PARALLEL_MIN, PARALLEL_MIN_COSTLY, RELEASE_GIL_MIN, data, is_single, real, require_floats,
                         require_size, same_floats, size)
 from ._scalar cimport _abs, _erf, _exp, _expm1, _log1p, _maximum, _minimum, _sigmoid, _sqrt, _square, _tanh
+from graphnet.ops.formula_code import fingerprint
+from graphnet.ops.formulas import FORMULAS
 from graphnet.ops.pointwise import OPS
 
 cnp.import_array()
+if fingerprint(FORMULAS) != BUILT_FROM:
+    raise ImportError("graphnet/_ext/pointwise was built from other formulas than graphnet/ops/formulas.py holds "
+                      "now; rebuild the kernels: python setup.py build_ext --inplace (or pip install -e .)")
 
 cdef enum:
     TILE = 4096
@@ -269,7 +303,9 @@ def cython_source(formulas):
     for formula in formulas:
         if len(formula.params) > MAX_PARAMS:
             raise FormulaError(f"{formula.name}: at most {MAX_PARAMS} parameters")
-    lines = [CYTHON_HEADER, "cdef void _run(int fn, real* out, const real* a, const real* b, const real* c, "
+    built_from = f"BUILT_FROM = {fingerprint(formulas)!r}     # the formulas' fingerprint\ncnp.import_array()"
+    header = CYTHON_HEADER.replace("cnp.import_array()", built_from)
+    lines = [header, "cdef void _run(int fn, real* out, const real* a, const real* b, const real* c, "
              "real p0, real p1,", "              Py_ssize_t n) noexcept nogil:",
              '    """One loop per formula, so each compiles (and vectorizes) on its own. Every input is loaded before',
              "    the expression, so that a branch of a `where` holds no load the compiler could not move out of it.",
@@ -278,7 +314,8 @@ def cython_source(formulas):
              "    cdef real va, vb, vc"]
     for number, (formula, which, name) in enumerate(kernels):
         text = expression(formula, which, CythonWriter(renaming(formula, which, ["va", "vb", "vc"], ["p0", "p1"])))
-        loads = [f"{v} = {array}[i]" for v, array in zip(("va", "vb", "vc"), "abc")][:len(kernel_inputs(formula, which))]
+        arity = len(kernel_inputs(formula, which))
+        loads = [f"{v} = {array}[i]" for v, array in zip(("va", "vb", "vc"), "abc")][:arity]
         lines += [f"    {'if' if number == 0 else 'elif'} fn == {number}:{' ' * 4}# {name}: "
                   f"{formula.y if which == 'y' else formula.dx}",
                   "        for i in range(n):", f"            {'; '.join(loads)}", f"            out[i] = {text}"]

@@ -9,7 +9,7 @@ import inspect
 from ..errors import GraphError, user_site
 from ..op import Op, numel
 from ._util import apply, require_float, tensors
-from .formula_code import inputs_of_gradient
+from .formula_code import check, inputs_of_gradient
 from .formulas import FORMULAS
 
 
@@ -47,7 +47,8 @@ def camel(name):
 
 
 def declare(formula):
-    """(op class, gradient op class, public function) for one formula."""
+    """(op class, gradient op class, public function) for one formula (checked first: a mistake in it is named)."""
+    check(formula)
     grad = type(camel(formula.name) + "Grad", (PointwiseGrad,),
                 {"name": f"{formula.name}_grad", "formula": formula, "__module__": __name__,
                  "__doc__": f"dx = {formula.dx}"})
