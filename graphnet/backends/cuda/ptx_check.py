@@ -148,6 +148,8 @@ def main(argv=None):
     parser.add_argument("--cc", nargs="+", default=[f"{a}.{b}" for a, b in DEFAULT_CCS],
                         help="compute capabilities, e.g. 7.5 8.0 9.0")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--only", nargs="*", metavar="TEXT",
+                        help="check only the kernels whose name contains one of these, e.g. --only mish lrn")
     args = parser.parse_args(argv)
     import numba
     if numba.config.ENABLE_CUDASIM:
@@ -159,8 +161,12 @@ def main(argv=None):
         return 1
     ccs = [tuple(int(part) for part in text.split(".")) for text in args.cc]
     kernels = all_kernels()
-    jobs = [(i, "float32", ccs, ptxas) for i in range(len(kernels))]
-    jobs += [(i, "float64", ccs[:1], ptxas) for i in range(len(kernels))]
+    chosen = [i for i, kernel in enumerate(kernels) if not args.only or any(t in kernel.name for t in args.only)]
+    if not chosen:
+        print(f"no kernel's name contains any of {args.only}")
+        return 1
+    jobs = [(i, "float32", ccs, ptxas) for i in chosen]
+    jobs += [(i, "float64", ccs[:1], ptxas) for i in chosen]
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         rows = [row for result in pool.map(check_one, jobs) for row in result]
@@ -173,7 +179,7 @@ def main(argv=None):
         else:
             regs, smem, stack, spill = usage
             print(f"{name:<44} {dtype_name:<8} {sm:>3} {regs:>5} {smem:>7} {stack:>6} {spill:>6}")
-    print(f"\n{len(kernels)} kernels, {len(rows)} builds (float32 at sm {', '.join(f'{a}{b}' for a, b in ccs)}; "
+    print(f"\n{len(chosen)} kernels, {len(rows)} builds (float32 at sm {', '.join(f'{a}{b}' for a, b in ccs)}; "
           f"float64 at sm {ccs[0][0]}{ccs[0][1]}), {len(failures)} failed, {time.perf_counter() - start:.0f} s; "
           f"ptxas: {ptxas}")
     return 1 if failures else 0
