@@ -18,12 +18,10 @@ from collections import OrderedDict
 import numpy as np
 
 from .errors import FeedError, note_running
-from .formatting import format_profile, format_schedule, step_name
+from .formatting import format_profile, format_schedule
 from .graph import Tensor, format_shape
 from .numerics import run_checked
 from .planning import check_runnable, is_workspace, make_plan
-
-__all__ = ["Program", "PLAN_CACHE_SIZE", "check_feed", "step_name"]     # step_name: for tests/test_schedule.py
 
 
 class RngState:

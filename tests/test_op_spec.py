@@ -184,16 +184,21 @@ def as_dtype(values, dtype):
     return [v if isinstance(v, Fixed) else v.astype(dtype) for v in values]
 
 
+def placeholders(values, dtype):
+    """A placeholder per input (labels keep their own dtype), and those of the float inputs (differentiated)."""
+    holders = [gn.placeholder(v.value.shape, dtype=v.value.dtype) if isinstance(v, Fixed)
+               else gn.placeholder(v.shape, dtype=dtype) for v in values]
+    return holders, [h for h, v in zip(holders, values) if not isinstance(v, Fixed)]
+
+
 def run(spec, device, dtype, gradients=False, seed=0):
     """The spec's output (and the gradients with respect to its float inputs) on a device."""
     values = as_dtype(spec.values(seed), dtype)
     with gn.Graph():
-        holders = [gn.placeholder(v.value.shape, dtype=v.value.dtype) if isinstance(v, Fixed)
-                   else gn.placeholder(v.shape, dtype=dtype) for v in values]
+        holders, wrt = placeholders(values, dtype)
         out = spec.build(*holders)
         fetches = [out]
         if gradients:
-            wrt = [h for h, v in zip(holders, values) if not isinstance(v, Fixed)]
             projection = gn.constant(np.random.default_rng(1).uniform(-1, 1, out.shape).astype(dtype))
             fetches += gn.gradients(gn.sum(out * projection), wrt)
         program = gn.compile(fetches, device=device)
@@ -203,13 +208,11 @@ def run(spec, device, dtype, gradients=False, seed=0):
 
 def made_by_gradients(spec):
     """The op classes the graph of a spec and its gradients holds."""
-    values = spec.values()
     with gn.Graph() as graph:
-        holders = [gn.placeholder(v.value.shape, dtype=v.value.dtype) if isinstance(v, Fixed)
-                   else gn.placeholder(v.shape, dtype="float64") for v in values]
+        holders, wrt = placeholders(spec.values(), "float64")
         out = spec.build(*holders)
         if spec.differentiable:
-            gn.gradients(gn.sum(out), [h for h, v in zip(holders, values) if not isinstance(v, Fixed)])
+            gn.gradients(gn.sum(out), wrt)
         return {type(node.op) for node in graph.nodes}
 
 

@@ -133,7 +133,7 @@ def test_describe_can_leave_out_phases_and_says_how_many_steps_it_left_out():
 
 
 def test_a_fused_step_is_named_once_per_scope():
-    from graphnet.program import step_name
+    from graphnet.formatting import step_name
 
     class Node:
         def __init__(self, name):

@@ -92,9 +92,14 @@ def _simple(op_type):
     return write
 
 
+def _constant_like(w, node, stem, value):
+    """An initializer holding one number of the node's dtype (an ONNX operand must match its partner's type)."""
+    return w.constant(stem, np.asarray(value, dtype=node.dtype))
+
+
 def _pow(w, node, ins, out):
     """Pow(x, p) with p an initializer of x's dtype."""
-    exponent = w.constant(f"{out}_exponent", np.asarray(node.attrs["exponent"], dtype=node.dtype))
+    exponent = _constant_like(w, node, f"{out}_exponent", node.attrs["exponent"])
     w.node("Pow", [ins[0], exponent], [out])
 
 
@@ -104,11 +109,6 @@ def _leaky_relu(w, node, ins, out):
 
 def _elu(w, node, ins, out):
     w.node("Elu", ins, [out], alpha=float(node.attrs["alpha"]))
-
-
-def _constant_like(w, node, stem, value):
-    """An initializer holding one number of the node's dtype (an ONNX operand must match its partner's type)."""
-    return w.constant(stem, np.asarray(value, dtype=node.dtype))
 
 
 def _clip_between(low, high):

@@ -50,13 +50,20 @@ def parse(text, names):
     return tree
 
 
+def parsed(formula, which):
+    """The tree of the value (which="y") or the gradient (which="dx"), checked against the names each may use:
+    x and the parameters, and for the gradient dy and y too."""
+    names = (["x"] if which == "y" else ["dy", "x", "y"]) + list(formula.params)
+    return parse(getattr(formula, which), names)
+
+
 def check(formula):
     """Parse a declaration's value and gradient now, naming the formula and the field of a mistake."""
-    for field, names in (("y", ["x"]), ("dx", ["dy", "x", "y"])):
+    for which in ("y", "dx"):
         try:
-            parse(getattr(formula, field), names + list(formula.params))
+            parsed(formula, which)
         except FormulaError as error:
-            raise FormulaError(f"graphnet/ops/formulas.py, {formula.name}.{field}: {error}") from None
+            raise FormulaError(f"graphnet/ops/formulas.py, {formula.name}.{which}: {error}") from None
 
 
 def fingerprint(formulas):
@@ -200,10 +207,7 @@ def inputs_of_gradient(formula):
 
 def expression(formula, which, writer):
     """Source text of the value (which="y") or the gradient (which="dx") for one backend's writer."""
-    params = list(formula.params)
-    names = ["x"] + params if which == "y" else ["dy", "x", "y"] + params
-    text = formula.y if which == "y" else formula.dx
-    return writer.write(parse(text, names))
+    return writer.write(parsed(formula, which))
 
 
 def kernel_inputs(formula, which):
