@@ -102,9 +102,11 @@ class BuildKernels(build_ext):
 # compute both and select without a branch (the loop vectorizes). It changes no result: graphnet never reads the
 # floating-point exception flags that computing the unused branch could raise.
 EXTRA_FLAGS = {"graphnet/_ext/pointwise.pyx": ["-fno-trapping-math"]}
+HEADERS = {"graphnet/_ext/blocked_conv.pyx": sorted(glob.glob("graphnet/_ext/blocked_conv*.h"))}   # C they include
 extensions = [
     Extension(path[:-len(".pyx")].replace("/", "."), [path],
-              include_dirs=[numpy.get_include()],
+              include_dirs=[numpy.get_include(), "graphnet/_ext"],
+              depends=HEADERS.get(path, []),
               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
               extra_compile_args=["-O3", "-fopenmp"] + EXTRA_FLAGS.get(path, []))
     for path in SOURCES
@@ -112,7 +114,7 @@ extensions = [
 
 setup(
     packages=find_packages(include=["graphnet", "graphnet.*"]),
-    package_data={"graphnet._ext": ["*.pyx", "*.pxd", RUNTIME], "graphnet.pretrained": ["*.npz", "*.json"]},
+    package_data={"graphnet._ext": ["*.pyx", "*.pxd", "*.h", RUNTIME], "graphnet.pretrained": ["*.npz", "*.json"]},
     ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}, build_dir="build"),
     cmdclass={"build_ext": BuildKernels},
 )

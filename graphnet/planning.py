@@ -61,6 +61,7 @@ class Plan:
     calls: list = None      # (fn, out, ins, params) for the steps that run a kernel
     call_nodes: list = None  # the node of each call, for error messages
     feed_readers: dict = None   # placeholder -> [(a call's input list, position)]: where its kernels read it
+    handed_out: list = None     # (fetch, its call's index, [(a call's input list, position)]): see Program._bind
 
     @property
     def bound(self):

@@ -261,27 +261,53 @@ def test_a_new_batch_size_makes_a_new_plan_and_the_same_one_reuses_it():
     assert prog.plan(batch_size=4) is plan4 and prog.plan(batch_size=9) is plan9
 
 
-def test_steady_state_runs_allocate_nothing(monkeypatch):
+def test_steady_state_runs_allocate_nothing_but_the_results(monkeypatch):
+    """After the first run with a shape, a run allocates no arena and binds nothing anew, except the fetched
+    values: their kernels write a new array each run, which run() returns (instead of a copy of the arena's)."""
     x, _, a, b = small_graph()
     prog = gn.compile([a, b])
     feed = {x: np.ones((4, 3), "float32")}
     prog.run(feed)
     plan = prog.plan()
-    views = {node: value for node, value in plan.values.items()}
+    fetched = {a, b}
+    views = {node: value for node, value in plan.values.items() if node not in fetched}
     calls = [(fn, out, list(ins)) for fn, out, ins, _ in plan.calls]
-    allocations = []
+    allocations, results = [], []
     original = prog.backend.allocate
     monkeypatch.setattr(prog.backend, "allocate", lambda nbytes: allocations.append(nbytes) or original(nbytes))
     for value in (2.0, 3.0, 4.0):
         out = prog.run({x: np.full((4, 3), value, "float32")})
         np.testing.assert_array_equal(out[0], np.full(4, 3 * value))
+        assert out[0] is plan.values[a] and out[1] is plan.values[b]       # the kernels' own outputs, no copy
+        results.append(out)
     assert allocations == []
     assert prog.plan() is plan and len(prog._plans) == 1
     assert all(plan.values[node] is view for node, view in views.items())
     for (fn, out, ins), (fn2, out2, ins2, _) in zip(calls, plan.calls):
-        assert fn is fn2 and out is out2 and all(i is j for i, j in zip(ins, ins2))
+        assert fn is fn2 and all(i is j for i, j in zip(ins, ins2))
+        assert out is out2 or out2 is plan.values[a] or out2 is plan.values[b]
+    for value, (sums, doubled) in zip((2.0, 3.0, 4.0), results):    # each run's results are the caller's alone
+        np.testing.assert_array_equal(sums, np.full(4, 3 * value))
+        np.testing.assert_array_equal(doubled, np.full((4, 3), 2 * value))
     prog.run({x: np.ones((5, 3), "float32")})                  # a new shape: one arena for the new plan
     assert len(allocations) == 1
+
+
+def test_a_handed_out_fetch_is_read_by_later_steps_and_fetched_twice_is_two_arrays():
+    """A fetched value that later steps also read (y, then its square) is written into the new array and read from
+    it; the same tensor fetched twice gives two arrays, so that changing one leaves the other."""
+    with gn.Graph():
+        x = gn.placeholder((None, 3), name="x")
+        y = gn.mul(x, 2.0, name="y")
+        z = gn.sum(gn.mul(y, y), name="z")
+        prog = gn.compile([y, z, y])
+    for value in (1.0, 2.0):
+        y1, z1, y2 = prog.run({x: np.full((2, 3), value, "float32")})
+        np.testing.assert_array_equal(y1, np.full((2, 3), 2 * value))
+        assert z1 == pytest.approx(6 * (2 * value) ** 2)
+        assert y1 is not y2 and np.array_equal(y1, y2)
+        y1[...] = -1
+        assert np.all(y2 == 2 * value)
 
 
 # ----------------------------------------------------------------------------------------------------------------

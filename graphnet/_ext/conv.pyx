@@ -25,10 +25,13 @@ Algorithms, chosen per layer shape at compile time by SPECIALIZE (the schedule s
                    shifted view of the zero-padded input plane c), one vectorized multiply-add over a whole output
                    row per tap, the output plane staying in L1 (3x faster than im2col for 3×3 depthwise).
                    Measured on the 2-core EPYC, one thread: LeNet's first layer (1 → 6, 5×5) runs faster through
-                   im2col+sgemm (0.81 ms for 64 images) than direct (1.1 ms), so it is not chosen there. The direct
-                   loops compile to SSE2 (setup.py builds with -O3, no -march); a register-blocked AVX2 version would
-                   be the way to beat BLAS on such thin layers (BLAS spends 40% of that GEMM packing the 25-row
-                   im2col matrix, each element of which it then uses for only 6 multiply-adds).
+                   im2col+sgemm (0.81 ms for 64 images) than direct (1.1 ms), so it is not chosen there.
+    blocked        the forward pass of a float32 layer of one group whose output channels fill vector registers
+                   (see blocked_conv.worthwhile), where the processor has AVX-512 or AVX2 + FMA: a direct
+                   convolution with the output channels in the vector lanes and a tile of output columns held in
+                   registers (blocked_conv.pyx / blocked_conv.h), no im2col matrix; 2.5–3.5x faster than
+                   im2col+sgemm on thin layers (LeNet's 6 → 16 5×5, a 16 → 32 3×3 stride-2 layer), where
+                   unfolding took as long as multiplying.
     batched-im2col+sgemm   (batched-col2im+sgemm for the input gradient) unfold B images side by side into one
                    (C·R·S) × (B·P) tile, P = OH·OW, image b in columns b·P ... b·P + P − 1, so that each group needs
                    one GEMM per B images whose long side is B·P instead of P:
@@ -65,7 +68,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from graphnet._ext import winograd
+from graphnet._ext import blocked_conv, winograd
 
 from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
                                   restore_blas_threads)
@@ -120,7 +123,7 @@ cdef Conv conv_geometry(str kernel, tuple x_shape, tuple w_shape, tuple y_shape,
     n, c, h, w = x_shape
     k, c_per_group, kh, kw = w_shape
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
-    expected = (n, k, output_size(h, kh, pt, pb, sh, dh), output_size(w, kw, pl, pr, sw, dw))
+    expected = output_shape(x_shape, w_shape, stride, padding, dilation)
     if groups < 1 or c != c_per_group * groups or k % groups or tuple(y_shape) != expected:
         raise ValueError(f"cpu.{kernel}: x {x_shape} and w {w_shape} with groups={groups}, stride={stride}, "
                          f"padding={padding}, dilation={dilation} need C = C/G·G ({c} vs {c_per_group}·{groups}), "
@@ -139,6 +142,13 @@ cdef Conv conv_geometry(str kernel, tuple x_shape, tuple w_shape, tuple y_shape,
     cv.win.kh, cv.win.kw, cv.win.sh, cv.win.sw = kh, kw, sh, sw
     cv.win.pt, cv.win.pl, cv.win.dh, cv.win.dw = pt, pl, dh, dw
     return cv
+
+
+def output_shape(x_shape, w_shape, stride, padding, dilation):
+    """(N, K, OH, OW) of the convolution of x by w."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
+    return (x_shape[0], w_shape[0], output_size(x_shape[2], w_shape[2], pt, pb, sh, dh),
+            output_size(x_shape[3], w_shape[3], pl, pr, sw, dw))
 
 
 def is_pointwise(w_shape, stride, padding):
@@ -427,7 +437,7 @@ cdef void grad_weight_batch(const Conv* cv, Algorithm algorithm, const real* dy,
 # algorithm choice and workspace sizes (shared by the kernels, SPECIALIZE and WORKSPACE)
 
 FORWARD, GRAD_INPUT, GRAD_WEIGHT = "forward", "grad_input", "grad_weight"
-WINOGRAD = "winograd"
+WINOGRAD, BLOCKED = "winograd", "blocked"
 
 
 def choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype, dilation=(1, 1)):
@@ -445,6 +455,9 @@ def choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype
         return WINOGRAD
     if direction == FORWARD and w_shape[0] // groups <= DIRECT_MAX_OUTPUTS:
         return "direct"
+    if (direction == FORWARD and blocked_conv.applies(x_shape, w_shape, groups, dtype)
+            and blocked_conv.worthwhile(x_shape, w_shape, output_shape(x_shape, w_shape, stride, padding, dilation))):
+        return BLOCKED
     unfold = "col2im" if direction == GRAD_INPUT else "im2col"
     if prefers_batched(x_shape, w_shape, stride, padding, dilation, groups, np.dtype(dtype).itemsize):
         return f"batched-{unfold}+{blas}"
@@ -484,6 +497,8 @@ def algorithm_kind(direction, algorithm, w_shape, stride, padding):
         return "direct"
     if algorithm == WINOGRAD and direction != GRAD_WEIGHT:
         return WINOGRAD
+    if algorithm == BLOCKED and direction == FORWARD:
+        return BLOCKED
     if algorithm in ("sgemm", "dgemm"):
         if not is_pointwise(w_shape, stride, padding):
             raise ValueError(f"algorithm {algorithm!r} (no unfolding) needs a 1x1 kernel with stride 1 and no "
@@ -493,7 +508,7 @@ def algorithm_kind(direction, algorithm, w_shape, stride, padding):
         unfold, batched = algorithm.split("+")[0], algorithm.startswith("batched-")
         if unfold.removeprefix("batched-") in ("im2col", "col2im"):
             return "batched" if batched else "im2col"
-    choices = ("'direct', " if direction == FORWARD else "") + ("'winograd', " if direction != GRAD_WEIGHT else "")
+    choices = ("'direct', 'blocked', " if direction == FORWARD else "") + ("'winograd', " if direction != GRAD_WEIGHT else "")
     raise ValueError(f"unknown algorithm {algorithm!r}; choose {choices}'im2col+sgemm' ('col2im+sgemm' for the "
                      f"input gradient), 'batched-im2col+sgemm' ('batched-col2im+sgemm') or, for a 1x1 kernel with "
                      f"stride 1 and no padding, 'sgemm'")
@@ -632,6 +647,9 @@ cdef forward(str kernel, cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndar
     if algorithm == WINOGRAD:
         return winograd.winograd_conv2d(out, x, w, b, padding=padding, relu=relu, stride=stride, dilation=dilation,
                                         groups=groups, workspace=workspace)
+    if algorithm == BLOCKED:
+        return blocked_conv.blocked_conv2d(out, x, w, b, stride=stride, padding=padding, dilation=dilation,
+                                           groups=groups, relu=relu, workspace=workspace)
     require_floats(kernel, out, (x, w) if b is None else (x, w, b))
     if b is not None and cnp.PyArray_SIZE(b) != w.shape[0]:
         raise ValueError(f"cpu.{kernel}: the bias needs one value per output channel ({w.shape[0]}), got "
@@ -770,6 +788,9 @@ def _workspace(direction):
         if kind == WINOGRAD:                # the call's arrays: (x, w, y) forward, (dy, w, dx) for the input gradient
             call_in, call_out = (x, y) if direction == FORWARD else (y, x)
             return winograd.winograd_workspace_bytes(call_in, w, call_out, itemsize, default_slots(x[0]))
+        if kind == BLOCKED:
+            return blocked_conv.blocked_workspace_bytes(x, w, y, params["stride"], params["padding"],
+                                                        params["dilation"], default_slots(x[0]))
         tile_images = params.get("tile_images")
         slot, _, _ = workspace_slot(direction, kind, x, w, y[2:], params["stride"], params["dilation"], itemsize,
                                     tile_images)
