@@ -71,13 +71,16 @@ static inline __attribute__((always_inline)) ISA void JOIN(store, SUFFIX)(
 
 /* One tile: B consecutive output columns of one output row, for one block of LANES output channels (two blocks if
  * `pair`), x pointing at the tile's first window in the padded planes, w at the block's packed weights:
- *     acc[b] = Σ_{c, r, s} w[c, r, s][0 .. LANES) · x[c, r·dh, b·sw + s·dw]          (one broadcast, LANES FMAs) */
+ *     acc[b] = Σ_{c, r, s} w[c, r, s][0 .. LANES) · x[c, r·dh, b·sw + s·dw]          (one broadcast, LANES FMAs)
+ * `stride`: sw when it is known here (1 or 2), so that each input value is read at a constant offset and its
+ * multiply-add is one instruction (with sw in a register the address takes an index register, and x86 splits such
+ * a multiply-add in two); 0 to read sw from cv. */
 static inline __attribute__((always_inline)) ISA void JOIN(tile, SUFFIX)(
         const BlockedConv* cv, const float* x, const float* w, const float* bias, int relu, const int pair,
-        const int B, float* y, ptrdiff_t room, ptrdiff_t valid)
+        const int B, const int stride, float* y, ptrdiff_t room, ptrdiff_t valid)
 {
     VEC first[BMAX], second[BMAX];
-    const ptrdiff_t block = cv->channels * cv->kh * cv->kw * LANES, sw = cv->sw;
+    const ptrdiff_t block = cv->channels * cv->kh * cv->kw * LANES, sw = stride ? stride : cv->sw;
     for (int b = 0; b < B; b++)
         first[b] = second[b] = (VEC){0};
     for (ptrdiff_t c = 0; c < cv->channels; c++) {
@@ -106,13 +109,17 @@ static inline __attribute__((always_inline)) ISA void JOIN(tile, SUFFIX)(
                             valid - LANES);
 }
 
-/* the tile for a B known only at run time: one copy of the tile per B, so that its loops over b unroll */
+/* the tile for a B known only at run time: one copy of the tile per B, pair and stride (1, 2, other), so that its
+ * loops over b unroll */
 static ISA void JOIN(any_tile, SUFFIX)(const BlockedConv* cv, const float* x, const float* w, const float* bias,
                                        int relu, int pair, int B, float* y, ptrdiff_t room, ptrdiff_t valid)
 {
-#define TILE(n) case n: if (pair) JOIN(tile, SUFFIX)(cv, x, w, bias, relu, 1, n, y, room, valid); \
-                        else JOIN(tile, SUFFIX)(cv, x, w, bias, relu, 0, n, y, room, valid); \
-                        break;
+    const int stride = cv->sw <= 2 ? (int)cv->sw : 0;
+#define STRIDED(n, p) switch (stride) { \
+        case 1: JOIN(tile, SUFFIX)(cv, x, w, bias, relu, p, n, 1, y, room, valid); break; \
+        case 2: JOIN(tile, SUFFIX)(cv, x, w, bias, relu, p, n, 2, y, room, valid); break; \
+        default: JOIN(tile, SUFFIX)(cv, x, w, bias, relu, p, n, 0, y, room, valid); }
+#define TILE(n) case n: if (pair) { STRIDED(n, 1) } else { STRIDED(n, 0) } break;
     switch (B) {
         TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6)
 #if BMAX > 6
@@ -120,6 +127,7 @@ static ISA void JOIN(any_tile, SUFFIX)(const BlockedConv* cv, const float* x, co
 #endif
     }
 #undef TILE
+#undef STRIDED
 }
 
 /* padded[i·row + j] = plane[i − pt, j − pl] for i < padded_h, j < padded_w, 0 outside the plane: one input channel
