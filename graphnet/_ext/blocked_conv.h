@@ -74,7 +74,7 @@ static int blocked_lanes(void)
     return 0;
 }
 
-/* padded: one channel of the input zero-padded (padded_h × padded_w; see pad_avx512) */
+/* padded: one channel of the input copied into its zero-padded copy, the padding left as it is (see pad_avx512) */
 static void blocked_pad(int lanes, const BlockedConv* cv, const float* plane, float* padded)
 {
     if (lanes == 16)
@@ -85,12 +85,12 @@ static void blocked_pad(int lanes, const BlockedConv* cv, const float* plane, fl
 
 /* one image (see image_avx512) */
 static void blocked_image(int lanes, const BlockedConv* cv, const float* x, const float* packed,
-                          const float* packed_bias, int relu, float* y)
+                          const float* packed_bias, int relu, float* y, const float* next, ptrdiff_t ahead)
 {
     if (lanes == 16)
-        image_avx512(cv, x, packed, packed_bias, relu, y);
+        image_avx512(cv, x, packed, packed_bias, relu, y, next, ahead);
     else if (lanes == 8)
-        image_avx2(cv, x, packed, packed_bias, relu, y);
+        image_avx2(cv, x, packed, packed_bias, relu, y, next, ahead);
 }
 
 #else
@@ -98,6 +98,6 @@ static void blocked_image(int lanes, const BlockedConv* cv, const float* x, cons
 static int blocked_lanes(void) { return 0; }
 static void blocked_pad(int lanes, const BlockedConv* cv, const float* plane, float* padded) {}
 static void blocked_image(int lanes, const BlockedConv* cv, const float* x, const float* packed,
-                          const float* packed_bias, int relu, float* y) {}
+                          const float* packed_bias, int relu, float* y, const float* next, ptrdiff_t ahead) {}
 
 #endif
