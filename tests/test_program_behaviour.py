@@ -207,6 +207,23 @@ def test_fetched_values_are_copies_not_views_of_the_arena():
     np.testing.assert_array_equal(prog.run({x: np.ones((2, 3), "float32")})[1], np.full((2, 3), 2.0))
 
 
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_a_fetch_written_into_a_fresh_array_is_still_read_by_the_steps_after_it(device):
+    with gn.Graph():
+        x = gn.placeholder((None, 3), name="x")
+        h = gn.mul(x, 2.0, name="h")                               # fetched, and read by the next step
+        y = gn.add(h, 1.0, name="y")
+        prog = gn.compile([h, y, h * 1.0], device=device)
+    first = prog.run({x: np.ones((2, 3), "float32")})
+    second = prog.run({x: np.full((2, 3), 5.0, "float32")})
+    np.testing.assert_array_equal(first[0], np.full((2, 3), 2.0))   # a fresh array per run: the next one leaves it
+    np.testing.assert_array_equal(second[0], np.full((2, 3), 10.0))
+    np.testing.assert_array_equal(second[1], np.full((2, 3), 11.0))
+    plan = prog.plan()
+    assert h in plan.fetch_writers and second[0] is not plan.values[h]
+    assert all(out is plan.values[node] for (_, out, _, _), node in zip(plan.calls, plan.call_nodes))
+
+
 def test_feeds_keyed_by_name():
     x, _, a, b = small_graph()
     value = np.ones((2, 3), "float32")
