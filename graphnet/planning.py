@@ -58,10 +58,10 @@ class Plan:
     arena_nbytes: int
     naive_nbytes: int
     values: dict = None     # node -> its array (arena view, variable storage or feed buffer)
-    calls: list = None      # (fn, out, ins, params) for the steps that run a kernel
+    calls: list = None      # [fn, out, ins, params] for the steps that run a kernel
     call_nodes: list = None  # the node of each call, for error messages
     feed_readers: dict = None   # placeholder -> [(a call's input list, position)]: where its kernels read it
-    handed_out: list = None     # (fetch, its call's index, [(a call's input list, position)]): see Program._bind
+    fetch_writers: dict = None  # fetch -> (its call, [(a call's input list, position)]): written into a fresh array
 
     @property
     def bound(self):

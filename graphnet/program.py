@@ -1,9 +1,9 @@
 """Program: a compiled schedule, run many times with new feeds.
 
 The first run with a new combination of feed shapes makes a *plan* for it — concrete shapes, kernel parameters,
-the memory plan and the buffers — and keeps it; every later run with those shapes only gives the kernels the feeds
-(read in place where they can be), calls the kernels in order and returns the fetches (the arrays their kernels
-wrote, given fresh to each run; a copy where a fetch is a view or a variable). `print(prog)` shows the schedule as a table.
+the memory plan and the buffers — and keeps it; every later run with those shapes only copies the feeds in, calls
+the kernels in order and copies the fetches out (on a host backend a fetch that a kernel computes is written
+straight into a fresh array instead, which the run returns: no copy). `print(prog)` shows the schedule as a table.
 
 A plan is made in two stages. Its *layout* (shapes, steps, the offset of every buffer in the arena: planning.py)
 costs no memory and is all that `describe` and `plan` need; its *binding* (the arena allocated, every value a view
@@ -85,17 +85,8 @@ class Program:
         variable, take turns (each sees and leaves the variables whole); other programs run at the same time."""
         checked = self.check_numerics if check_numerics is None else check_numerics
         with self._exclusive():
-            plan, before_update = self._execute(feeds, check_numerics=checked)
-            handed_out = {fetch for fetch, _, _ in plan.handed_out}
-            results = []
-            for f in self.fetches:
-                if f in before_update:
-                    results.append(before_update[f])
-                elif f in handed_out:
-                    results.append(plan.values[f])
-                    handed_out.discard(f)              # fetched twice: the second is a copy
-                else:
-                    results.append(self.backend.to_host(plan.values[f]))
+            plan, ready = self._execute(feeds, check_numerics=checked)
+            results = [ready[f] if f in ready else self.backend.to_host(plan.values[f]) for f in self.fetches]
         return results[0] if self.single else results
 
     @contextlib.contextmanager
@@ -107,8 +98,10 @@ class Program:
             yield
 
     def _execute(self, feeds, call_seconds=None, check_numerics=False):
-        """One run of the schedule: feeds in, every call in order. The loop is chosen once per run: the plain one;
-        with `call_seconds` (a list per call) the timed one; with `check_numerics` the checked one (numerics.py)."""
+        """One run of the schedule: feeds in, every call in order; returns the plan and the fetches already on the
+        host ({node: array}: the variables as the run read them, and the fetches written straight into fresh
+        arrays). The loop is chosen once per run: the plain one; with `call_seconds` (a list per call) the timed
+        one; with `check_numerics` the checked one (numerics.py)."""
         arrays = self._check_feeds(feeds or {})
         plan = self._plan_for(arrays)
         backend = self.backend
@@ -116,9 +109,9 @@ class Program:
         for node in self.stored:
             node.attrs["state"].on(backend)       # pull values written elsewhere (host, another device)
         self._feed(plan, arrays)
-        self._hand_out_fresh_outputs(plan)
         self.rng.counter += 1
-        before_update = {f: backend.to_host(plan.values[f]) for f in self.fetched_before_update}
+        ready = {f: backend.to_host(plan.values[f]) for f in self.fetched_before_update}
+        ready.update(self._fetch_writers_to_fresh(plan))
         try:
             if call_seconds is not None:
                 _call_timed(plan, backend, call_seconds)
@@ -128,7 +121,8 @@ class Program:
                 _call(plan)
         finally:
             self._feed_readers_to_arena(plan)       # keep no reference to the caller's arrays after the run
-        return plan, before_update
+            self._fetch_writers_to_arena(plan)      # nor to the arrays handed to the caller
+        return plan, ready
 
     def _feed(self, plan, arrays):
         """Give the kernels each feed. A C-contiguous array of the placeholder's dtype on a host backend is read
@@ -144,21 +138,28 @@ class Program:
             else:
                 backend.copy_in(plan.values[node], array)
 
-    def _hand_out_fresh_outputs(self, plan):
-        """Give each fetch in plan.handed_out a new array for its kernel to write and its readers to read: run()
-        returns that array itself, where it would otherwise copy the value out of the arena (2 MB of a forward
-        pass's output cost ~0.25 ms to copy, as long as a thin convolution)."""
-        for fetch, index, readers in plan.handed_out:
-            fn, _, ins, params = plan.calls[index]
-            fresh = np.empty(plan.shapes[fetch], dtype=fetch.dtype)
-            plan.calls[index] = (fn, fresh, ins, params)
-            for ins, position in readers:
-                ins[position] = fresh
-            plan.values[fetch] = fresh
-
     @staticmethod
     def _feed_readers_to_arena(plan):
         for node, readers in plan.feed_readers.items():
+            for ins, position in readers:
+                ins[position] = plan.values[node]
+
+    @staticmethod
+    def _fetch_writers_to_fresh(plan):
+        """A fresh array for each fetch in plan.fetch_writers, given to the call that writes it and to the calls
+        that read it: the run returns it as it is, where a copy out of the arena would read and write it once more
+        (10 MB of pooling gradient: as long as the pooling step itself)."""
+        fresh = {}
+        for node, (call, readers) in plan.fetch_writers.items():
+            fresh[node] = call[1] = np.empty_like(plan.values[node])
+            for ins, position in readers:
+                ins[position] = fresh[node]
+        return fresh
+
+    @staticmethod
+    def _fetch_writers_to_arena(plan):
+        for node, (call, readers) in plan.fetch_writers.items():
+            call[1] = plan.values[node]
             for ins, position in readers:
                 ins[position] = plan.values[node]
 
@@ -244,7 +245,7 @@ class Program:
             step.ins = [values[i] for i in step.inputs]
             step.out = values[step.node]
             if step.kernel is not None:
-                calls.append((step.kernel, step.out, step.ins, step.params))
+                calls.append([step.kernel, step.out, step.ins, step.params])
         plan.values, plan.calls = values, calls
         plan.call_nodes = [s.node for s in steps if s.kernel is not None]
         # A feed the kernels may read where the user's array lies: not fetched, no view of it taken.
@@ -252,15 +253,20 @@ class Program:
         plan.feed_readers = {p: [(s.ins, k) for s in steps if s.kernel is not None
                                  for k, i in enumerate(s.inputs) if i is p]
                              for p in self.placeholders if p not in viewed and p not in self.fetches}
-        # A fetch that a kernel computes, on a host backend, with no view taken of it, is handed out: each run its
-        # kernel writes a new array, which run() returns (no copy out of the arena).
-        call_index = {s.node: k for k, s in enumerate(s for s in steps if s.kernel is not None)}
-        plan.handed_out = [(f, call_index[f], [(s.ins, k) for s in steps if s.kernel is not None
-                                                for k, i in enumerate(s.inputs) if i is f])
-                           for f in dict.fromkeys(self.fetches)
-                           if backend.reads_host_arrays and f in call_index and f not in viewed
-                           and not f.op.writes_variable and f not in self.fetched_before_update]
+        plan.fetch_writers = self._fetch_writers(steps, calls, viewed)
         return plan
+
+    def _fetch_writers(self, steps, calls, viewed):
+        """{fetch: (the call that writes it, [(a call's input list, position)] where calls read it)} for the fetches
+        a host backend's kernel may write straight into the array the run returns: computed by a kernel (not a
+        variable's assignment), fetched once, no view taken of it."""
+        if not self.backend.reads_host_arrays:
+            return {}
+        running = [s for s in steps if s.kernel is not None]
+        writer = {s.node: call for s, call in zip(running, calls)}
+        return {f: (writer[f], [(s.ins, k) for s in running for k, i in enumerate(s.inputs) if i is f])
+                for f in self.fetches if f in writer and not f.op.writes_variable and f not in viewed
+                and self.fetches.count(f) == 1}
 
     # -- reading -------------------------------------------------------------------------------------------------
     def plan(self, batch_size=None, feed_shapes=None):

@@ -115,6 +115,26 @@ def test_dense_and_dense_relu_equal_matmul_add_relu(cpu, m, k, n, ta, tb, dtype,
         assert_close(out, expected)
 
 
+@SETTINGS
+@given(st.integers(1, 30), st.integers(0, 30), st.integers(1, 30), st.booleans(), st.booleans(), DTYPES,
+       st.integers(0, 2 ** 31))
+def test_matmul_relu_grad_and_matmul_sgd_update_equal_their_chains(cpu, m, k, n, ta, tb, dtype, seed):
+    """(a @ b) · [y > 0] and w − η·(a @ b), as the unfused chains compute them (k = 0: the product of no terms)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    relu_y = np.maximum(rng.standard_normal((m, n)), 0).astype(dtype)
+    product = nan_like((m, n), dtype)
+    ref_linalg.matmul(product, a, b, transpose_a=ta, transpose_b=tb)
+    out = nan_like((m, n), dtype)
+    cpu.kernel(op_named("matmul_relu_grad"))(out, a, b, relu_y, transpose_a=ta, transpose_b=tb)
+    assert_close(out, product * (relu_y > 0))
+    w, rate = rng.standard_normal((m, n)).astype(dtype), np.array([0.1], dtype)
+    expected = w - rate * product
+    cpu.kernel(op_named("matmul_sgd_update"))(w, a, b, rate, w, w, transpose_a=ta, transpose_b=tb)
+    assert_close(w, expected)
+
+
 def test_matmul_with_empty_inner_size_is_zero(cpu):
     out = nan_like((3, 4), np.float32)
     cpu.kernel(op_named("matmul"))(out, np.ones((3, 0), np.float32), np.ones((0, 4), np.float32))
@@ -699,8 +719,8 @@ def test_relu_pool_backward_runs_as_one_fused_step_and_matches_reference(case):
 
 def test_lenet_training_step_fuses_both_pool_gradients_with_relu_grad():
     """LeNet-5's training step: the backward pass of each conv → relu → max_pool2d layer runs
-    cpu.max_pool2d_grad_relu, no pool gradient or relu_grad of the conv layers runs alone, and the updated
-    weights equal the reference's."""
+    cpu.max_pool2d_grad_relu, no pool gradient or relu_grad runs alone (the dense layers' run in their GEMMs,
+    cpu.matmul_relu_grad), and the updated weights equal the reference's."""
     rng = np.random.default_rng(0)
     xv = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
     labels = rng.integers(0, 10, 4).astype(np.int64)
@@ -725,7 +745,8 @@ def test_lenet_training_step_fuses_both_pool_gradients_with_relu_grad():
         assert_close(np.asarray(actual), np.asarray(reference))
     steps = [step.op_name for step in program.plan().steps]
     assert steps.count("max_pool2d_grad+relu_grad") == 2, steps
-    assert "max_pool2d_grad" not in steps and steps.count("relu_grad") == 2      # the dense layers' relu_grads
+    assert "max_pool2d_grad" not in steps and "relu_grad" not in steps
+    assert steps.count("matmul+relu_grad") == 2                     # the dense layers' relu_grads, in their GEMMs
     assert str(program).count("cpu.max_pool2d_grad_relu") == 2
 
 

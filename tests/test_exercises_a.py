@@ -33,7 +33,7 @@ CASES = [
     ("03_binary_classification.py", "check_exercise_1", np.log(2), 0.5),
     ("03_binary_classification.py", "check_exercise_2", bce_gradient, lambda z, y: 1 / (1 + np.exp(-z)) - y),
     ("03a_backpropagation_by_hand.py", "check_exercise_1", tanh_backward, lambda d_h, h: d_h * (1 - h)),
-    ("03a_backpropagation_by_hand.py", "check_exercise_2", 11, 9),
+    ("03a_backpropagation_by_hand.py", "check_exercise_2", 9, 11),
     ("03a_backpropagation_by_hand.py", "check_exercise_3", lambda p, t: 2 * (p - t) / p.size,
      lambda p, t: 2 * (p - t) / len(p)),                                          # the mean over rows only
     ("03b_activation_functions.py", "check_exercise_1", 0.25, 0.5),

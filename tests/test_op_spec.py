@@ -324,8 +324,8 @@ def run_chain(fused, device, seed=0):
             w = gn.variable(rng.uniform(-1, 1, (3, 4)), name="w")
             x = gn.placeholder((2, 3), dtype="float64", name="x")
             loss = gn.mean(gn.matmul(x, w) ** 2)
-            (g,) = gn.gradients(loss, [w])
-            fetches = [gn.assign(w, w - 0.1 * g)]
+            (g,) = gn.gradients(loss, [w])     # g is a product: 0.1 · g fuses with it, g · 0.1 does not
+            fetches = [gn.assign(w, w - (0.1 * g if fused.name == "matmul_sgd_update" else g * 0.1))]
             feeds = {x: rng.uniform(-1, 1, (2, 3))}
         else:
             holders = [gn.placeholder(v.shape, dtype="float64") for v in values]

@@ -364,6 +364,43 @@ def test_an_update_stays_three_steps_where_a_later_read_of_the_weight_needs_the_
             np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+def test_a_dense_weight_and_its_gradient_update_in_one_gemm_with_the_textbook_values():
+    """w ← w − η·(xᵀ·dy) runs as one matmul_sgd_update step (alpha = −η, beta = 1 on w's storage): the same
+    weights as the reference after three steps, the rate changed before the third."""
+    rng = np.random.default_rng(0)
+    data, w0 = rng.standard_normal((8, 5)).astype("float32"), rng.standard_normal((5, 3)).astype("float32")
+    weights, texts = {}, {}
+    for device in ("cpu", "reference"):
+        with gn.Graph():
+            x = gn.placeholder((None, 5), "float32")
+            w = gn.variable(w0, name="w")
+            optimizer = optim.SGD(0.1)
+            program = gn.compile(optimizer.minimize(gn.mean(gn.matmul(x, w) ** 2)), device=device)
+            for step in range(3):
+                if step == 2:
+                    optimizer.set_learning_rate(0.5)
+                program.run({x: data})
+            weights[device], texts[device] = w.numpy(), str(program.describe())
+    assert "cpu.matmul_sgd_update" in texts["cpu"]
+    np.testing.assert_allclose(weights["cpu"], weights["reference"], rtol=1e-5, atol=1e-6)
+
+
+def test_the_fused_gemm_update_kernel_subtracts_from_any_u():
+    gemm_update = get_backend_kernel("matmul_sgd_update")
+    rng = np.random.default_rng(1)
+    a, b, u = rng.standard_normal((4, 6)), rng.standard_normal((4, 3)), rng.standard_normal((6, 3))
+    out = np.zeros((6, 3))
+    gemm_update(out, a, b, np.array([0.25]), u, out, transpose_a=True, transpose_b=False)
+    np.testing.assert_allclose(out, u - 0.25 * (a.T @ b), rtol=1e-12)
+    with pytest.raises(ValueError, match="matmul_sgd_update"):
+        gemm_update(out, a, b, np.array([0.25, 0.5]), u, out, transpose_a=True, transpose_b=False)
+
+
+def get_backend_kernel(name):
+    from graphnet.backends import get_backend
+    return get_backend("cpu").kernels[op_named(name)]
+
+
 def test_the_fused_update_kernel_explains_a_mismatched_call():
     from graphnet.backends import get_backend
     sgd_update = get_backend("cpu").kernels[op_named("sgd_update")]

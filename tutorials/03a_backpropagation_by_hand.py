@@ -17,7 +17,8 @@ What this teaches:
         ∂L/∂W1 = Xᵀ·δ1
     (the shapes check the formulas: ∂L/∂W has W's shape, so hᵀ (H, N) times δ2 (N, C) is the only product that fits);
   * `gn.gradients` writes the same lines as graph ops: the backward half of `print(prog)` is this derivation,
-    row by row — softmax_cross_entropy_grad, sum_to for the biases, matmul with a transposed operand, relu_grad;
+    row by row — softmax_cross_entropy_grad, sum_to for the biases, matmul with a transposed operand, relu_grad
+    (on the cpu backend one kernel with the matmul before it: the row matmul+relu_grad is ∂L/∂h and δ1);
   * the hand-made gradients agree with graphnet's to rounding (float64), and they train the network.
 
 The data are two interleaved half moons in the plane (graphnet.data.two_moons), two classes.
@@ -107,7 +108,8 @@ difference_at_start, program, grad_tensors, by_hand, by_graphnet = compare(param
 
 # %% Reading the printed schedule: the backward rows are the derivation's lines
 # The forward rows are fused (matmul+add+relu is one kernel on the cpu backend). The backward rows follow the
-# derivation from the loss down: each row computes one δ or one gradient. The transposes of the derivation are
+# derivation from the loss down: each row computes one δ or one gradient, but for matmul+relu_grad, which
+# computes ∂L/∂h = δ2·W2ᵀ and masks it into δ1 as it is written (one kernel on the cpu backend, two lines). The transposes of the derivation are
 # not separate steps: `matmul Bᵀ` multiplies by the transpose of its second operand, `matmul Aᵀ` of its first.
 # graphnet computes relu's mask from h = relu(z1) (h > 0 exactly where z1 > 0), and does not compute ∂L/∂X,
 # which nothing asked for. The backward pass starts from ∂L/∂L = 1, the constant that gn.draw shows below.
@@ -119,7 +121,8 @@ meaning = {grad_tensors["b2"].name: "∂L/∂b2 = Σₙ δ2",
            grad_tensors["W1"].name: "∂L/∂W1 = Xᵀ·δ1",
            "softmax_cross_entropy_grad": "δ2 = (softmax(z2) − onehot(y)) / N",
            "matmul": "∂L/∂h = δ2·W2ᵀ",
-           "relu_grad": "δ1 = ∂L/∂h ⊙ [h > 0]"}
+           "relu_grad": "δ1 = ∂L/∂h ⊙ [h > 0]",
+           "matmul+relu_grad": "δ1 = (δ2·W2ᵀ) ⊙ [h > 0]"}
 print("the backward rows, each with its line of the derivation:")
 for index, step in enumerate(program.plan().steps):
     if step.node.phase == "backward":
@@ -254,7 +257,8 @@ def check_exercise_3(mse_backward):
 #
 # **Exercise 2 — reading a longer schedule.** A network with two hidden ReLU layers (X → 8 → 8 → 2 classes),
 # gradients asked for all three weights and three biases. Without running it: how many rows does the backward
-# half of its schedule have? List them in order as the derivation would, then check: `check_exercise_2(rows)`.
+# half of its cpu schedule have? List them in order as the derivation would (a row matmul+relu_grad computes two
+# of its lines), then check: `check_exercise_2(rows)`.
 #
 # **Exercise 3 — a regression loss.** `gn.mse(ŷ, y)` is the mean of (ŷ − y)² over every element of a (6, 3)
 # array. Derive ∂L/∂ŷ, write it as `mse_backward(prediction, target)` and check it: `check_exercise_3(mse_backward)`.

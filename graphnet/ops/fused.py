@@ -121,6 +121,26 @@ class SgdUpdate(Fused):
                                                                      assign_node)}) == 1
 
 
+class MatMulSgdUpdate(Fused):
+    """w ← w − scale·(a @ b): the weight gradient of a dense layer (matmul) → mul(scale, ·) → sub(w, ·) →
+    assign(w, ·), plain gradient descent on a weight whose gradient is one product. One GEMM computes it in place,
+    C ← −scale·op(A)·op(B) + 1·C with C the weight's storage, so the gradient is never written. Its kernel reads
+    (a, b, scale, w, w) and writes w's storage (out)."""
+    name = "matmul_sgd_update"
+    chain = ((MatMul, 0), (Mul, 1), (Sub, 1), (Assign, 1))
+    writes_variable = True
+
+    @classmethod
+    def applies(cls, nodes, shapes):
+        product_node, scale_node, sub_node, assign_node = nodes
+        variable, scale = assign_node.inputs[0], scale_node.inputs[0]
+        two_d = all(len(shapes[t]) == 2 for t in (*product_node.inputs, product_node))
+        same_shapes = all(tuple(shapes[t]) == tuple(shapes[variable]) for t in (product_node, scale_node, sub_node))
+        return (two_d and same_shapes and all(d == 1 for d in shapes[scale]) and sub_node.inputs[0] is variable
+                and variable not in product_node.inputs            # the product must not read what it writes
+                and len({t.dtype for t in (scale, variable, product_node, scale_node, sub_node)}) == 1)
+
+
 def _scale_first(mul_node, shapes):
     """(scale, x) of mul(scale, x) or mul(x, scale): the scale is the input of one element."""
     first, second = mul_node.inputs
@@ -128,4 +148,4 @@ def _scale_first(mul_node, shapes):
 
 
 FUSED_OPS = (DenseRelu, Dense, MatMulReluGrad, Conv2dRelu, Conv2dGradInputReluGrad, MaxPool2dGradReluGrad,
-             AvgPool2dGradReluGrad, SgdUpdate)
+             AvgPool2dGradReluGrad, SgdUpdate, MatMulSgdUpdate)

@@ -5,7 +5,7 @@ import numpy as np
 
 from ...ops.activations import Relu, ReluGrad
 from ...ops.fused import (AvgPool2dGradReluGrad, Conv2dGradInputReluGrad, Conv2dRelu, Dense, DenseRelu,
-                          MatMulReluGrad, MaxPool2dGradReluGrad, SgdUpdate)
+                          MatMulReluGrad, MatMulSgdUpdate, MaxPool2dGradReluGrad, SgdUpdate)
 from .conv import conv2d, conv2d_grad_input
 from .elementwise import add, mul, sub
 from .linalg import matmul
@@ -57,6 +57,14 @@ def sgd_update(out, scale, x, u, variable):
     sub(out, u, step)
 
 
+def matmul_sgd_update(out, a, b, scale, u, variable, **params):
+    """variable ← u − scale·(a @ b), where out is the variable's storage"""
+    gradient = np.empty_like(out)
+    matmul(gradient, a, b, **params)
+    sgd_update(out, scale, gradient, u, variable)
+
+
 KERNELS = {Conv2dRelu: conv2d_relu, Dense: dense, DenseRelu: dense_relu, MatMulReluGrad: matmul_relu_grad,
            Conv2dGradInputReluGrad: conv2d_grad_input_relu_grad, MaxPool2dGradReluGrad: max_pool2d_grad_relu,
-           AvgPool2dGradReluGrad: avg_pool2d_grad_relu, SgdUpdate: sgd_update}
+           AvgPool2dGradReluGrad: avg_pool2d_grad_relu, SgdUpdate: sgd_update,
+           MatMulSgdUpdate: matmul_sgd_update}
