@@ -66,6 +66,7 @@ class Program:
         self._plans = OrderedDict()     # feed shapes -> Plan, the most recently used last (PLAN_CACHE_SIZE)
         self._plans_lock = threading.Lock()     # plan() and describe() may run beside a run
         self._last_plan = None
+        self._by_name = None            # (the graph's node count, its placeholders by name): _placeholders_by_name
 
     def rng_state(self):
         """The random state of this program (the run counter dropout keys its masks with), for checkpoints."""
@@ -91,11 +92,15 @@ class Program:
 
     @contextlib.contextmanager
     def _exclusive(self):
-        with contextlib.ExitStack() as held:
-            held.enter_context(self._lock)
-            for lock in self._state_locks:
-                held.enter_context(lock)
+        held = []
+        try:
+            for lock in [self._lock, *self._state_locks]:
+                lock.acquire()
+                held.append(lock)
             yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
 
     def _execute(self, feeds, call_seconds=None, check_numerics=False):
         """One run of the schedule: feeds in, every call in order; returns the plan and the fetches already on the
@@ -163,18 +168,25 @@ class Program:
             for ins, position in readers:
                 ins[position] = plan.values[node]
 
+    def _placeholders_by_name(self, graph):
+        """{name: placeholder} of the graph, made again only when the graph has grown (a graph only gains nodes):
+        not a walk over every node of a large model on every run."""
+        if self._by_name is None or self._by_name[0] != len(graph.nodes):
+            self._by_name = (len(graph.nodes), {n.name: n for n in graph.nodes if n.op.is_fed})
+        return self._by_name[1]
+
     def _check_feeds(self, feeds):
         """{placeholder: array}: each placeholder of this program's graph fed once (as the tensor or by its name)
         with a value that fits it (check_feed), and every placeholder the fetches need fed."""
         if not isinstance(feeds, dict):
             raise FeedError(f"feeds must be a dict {{placeholder: array}}, got {type(feeds).__name__}")
         graph = self.fetches[0].graph
-        by_name = {n.name: n for n in graph.nodes if n.op.is_fed}
+        by_name = self._placeholders_by_name(graph)
         arrays, fed_as = {}, {}
         for key, value in feeds.items():
             node = by_name.get(key) if isinstance(key, str) else key
-            what = f"'{key}'" if isinstance(key, str) else repr(key)
             if not isinstance(node, Tensor) or not node.op.is_fed:
+                what = f"'{key}'" if isinstance(key, str) else repr(key)
                 raise FeedError(f"cannot feed {what}: only placeholders are fed; this program's are "
                                 f"{', '.join(repr(p.name) for p in self.placeholders) or 'none'}")
             if node.graph is not graph:
@@ -184,10 +196,11 @@ class Program:
                                 "is fed the placeholders of the graph it was built from"
                                 + (f": feed its '{node.name}' ({namesake.site}) instead" if namesake is not None
                                    else ""))
+            fed = f"the name '{key}'" if isinstance(key, str) else "the tensor"
             if node in fed_as:
-                raise FeedError(f"placeholder '{node.name}' ({node.site}) is fed twice, as {fed_as[node]} and as "
-                                f"{'the name ' + what if isinstance(key, str) else 'the tensor'}; feed it once")
-            fed_as[node] = f"the name '{key}'" if isinstance(key, str) else "the tensor"
+                raise FeedError(f"placeholder '{node.name}' ({node.site}) is fed twice, as {fed_as[node]} and as {fed}; "
+                                "feed it once")
+            fed_as[node] = fed
             if node not in self.placeholders:
                 continue                          # a placeholder these fetches do not need
             arrays[node] = check_feed(node, value)
@@ -365,14 +378,15 @@ def check_feed(node, value):
                         f"size), got {format_shape(array.shape)}{hint}")
     target = node.dtype
     source = array.dtype
-    safe = (np.can_cast(source, target, "same_kind")
+    safe = (source == target or np.can_cast(source, target, "same_kind")
             or (target.kind == "f" and source.kind in "iub")
             or (target.kind in "iu" and source.kind in "iu"))       # integers: their values are checked below
     if not safe:
         raise FeedError(f"placeholder '{node.name}' ({node.site}) has dtype {target}; a {source} array does not "
                         f"convert safely" + (" (floats are not class labels: round them and cast to int64)"
                                              if target.kind in "iu" and source.kind == "f" else ""))
-    if target.kind in "iu" and source.kind in "iu" and not np.can_cast(source, target, "safe") and array.size:
+    if (source != target and target.kind in "iu" and source.kind in "iu" and not np.can_cast(source, target, "safe")
+            and array.size):
         low, high = np.iinfo(target).min, np.iinfo(target).max
         outside = array[(array < low) | (array > high)]
         if outside.size:
