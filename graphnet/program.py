@@ -198,8 +198,8 @@ class Program:
                                    else ""))
             fed = f"the name '{key}'" if isinstance(key, str) else "the tensor"
             if node in fed_as:
-                raise FeedError(f"placeholder '{node.name}' ({node.site}) is fed twice, as {fed_as[node]} and as {fed}; "
-                                "feed it once")
+                raise FeedError(f"placeholder '{node.name}' ({node.site}) is fed twice, as {fed_as[node]} and as "
+                                f"{fed}; feed it once")
             fed_as[node] = fed
             if node not in self.placeholders:
                 continue                          # a placeholder these fetches do not need

@@ -89,7 +89,8 @@ def test_blocked_convolution_matches_the_reference(lanes, layer, with_bias, relu
 def test_the_course_layers_match_the_reference(lanes):
     """LeNet's 6 → 16 5×5 layer and a 16 → 32 3×3 stride-2 padded one, bias and ReLU: the shapes it is chosen for."""
     rng = np.random.default_rng(0)
-    for x_shape, w_shape, stride, pad in (((4, 6, 14, 14), (16, 6, 5, 5), 1, 0), ((3, 16, 32, 32), (32, 16, 3, 3), 2, 1)):
+    layers = (((4, 6, 14, 14), (16, 6, 5, 5), 1, 0), ((3, 16, 32, 32), (32, 16, 3, 3), 2, 1))
+    for x_shape, w_shape, stride, pad in layers:
         x = rng.standard_normal(x_shape, dtype=np.float32)
         w = rng.standard_normal(w_shape, dtype=np.float32)
         b = rng.standard_normal(w_shape[0], dtype=np.float32)

@@ -3,9 +3,12 @@
  *
  *     y[k, oh, ow] = b[k] + Σ_{c, r, s} w[k, c, r, s] · xp[c, oh·sh + r·dh, ow·sw + s·dw]
  *
- * where xp is the input zero-padded (padded_h × padded_w per channel, rows `row` floats apart). The output channels go into the lanes of a
- * vector: the weights are packed as packed[block][c][r][s][lane] = w[block·LANES + lane, c, r, s] (0 past K), so
- * that one input value, broadcast, meets LANES output channels in one fused multiply-add. A tile of B output
+ * where xp is the input zero-padded (padded_h × padded_w per channel, rows `row` floats apart). The output channels
+ * go into the lanes of a vector: the weights are packed as
+ *
+ *     packed[block][c][r][s][lane] = w[block·LANES + lane, c, r, s]        (0 past K)
+ *
+ * so that one input value, broadcast, meets LANES output channels in one fused multiply-add. A tile of B output
  * columns keeps B such vectors in registers (2·B for two blocks), so each packed weight vector loaded serves B
  * multiply-adds and each input value loaded serves LANES (2·LANES); nothing but y is written. The tile is then
  * transposed in registers (channel vectors to output rows) and stored into y's rows.
@@ -20,7 +23,7 @@
 typedef struct {
     ptrdiff_t channels, kernels;      /* C, K */
     ptrdiff_t kh, kw, sh, sw, dh, dw;  /* taps, stride, dilation */
-    ptrdiff_t plane, row;             /* the input the kernels read: floats from one channel to the next, and per row */
+    ptrdiff_t plane, row;             /* the input the kernels read: floats from a channel to the next, and per row */
     ptrdiff_t out_h, out_w, out_plane;
     ptrdiff_t height, width, pt, pl;  /* the input plane and its top/left padding (for the padded copy) */
     ptrdiff_t padded_h, padded_w;     /* the padded copy: (OH − 1)·sh + (R − 1)·dh + 1 rows, (OW − 1)·sw + … columns */

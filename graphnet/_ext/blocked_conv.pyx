@@ -16,9 +16,11 @@ sgemm, half of it unfolding, against PyTorch's 0.29 ms; the 16 → 32 3×3 strid
 1.7 ms. The blocked kernels run those at ~120 GFLOP/s (see `worthwhile` for where conv.pyx chooses them).
 
 Threads and workspace. The weights (and bias) are packed once per call into the start of the workspace; then the
-images are handed out to OpenMP threads one at a time (dynamic schedule), each thread copying its image
-zero-padded into its own slot when the layer has padding (without padding the kernels read x in place). Each
-output value is computed by one thread, in one order: the result does not depend on the thread count.
+images are handed out to OpenMP threads one at a time (dynamic schedule). When the layer has padding each thread
+has a slot holding a zero-padded copy of one image: zeroed once per call, each image then copies only its own
+values into it (while the previous image's tiles ran, its values were asked into the cache); without padding the
+kernels read x in place. Each output value is computed by one thread, in one order: the result does not depend
+on the thread count.
 """
 from cython.parallel cimport prange, threadid
 cimport numpy as cnp

@@ -508,7 +508,8 @@ def algorithm_kind(direction, algorithm, w_shape, stride, padding):
         unfold, batched = algorithm.split("+")[0], algorithm.startswith("batched-")
         if unfold.removeprefix("batched-") in ("im2col", "col2im"):
             return "batched" if batched else "im2col"
-    choices = ("'direct', 'blocked', " if direction == FORWARD else "") + ("'winograd', " if direction != GRAD_WEIGHT else "")
+    choices = (("'direct', 'blocked', " if direction == FORWARD else "")
+               + ("'winograd', " if direction != GRAD_WEIGHT else ""))
     raise ValueError(f"unknown algorithm {algorithm!r}; choose {choices}'im2col+sgemm' ('col2im+sgemm' for the "
                      f"input gradient), 'batched-im2col+sgemm' ('batched-col2im+sgemm') or, for a 1x1 kernel with "
                      f"stride 1 and no padding, 'sgemm'")
