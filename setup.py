@@ -94,7 +94,8 @@ class BuildKernels(build_ext):
         if os.path.abspath(folder) != os.path.abspath("graphnet/_ext"):
             make_private_runtime("graphnet/_ext")          # an editable install copies only the kernels back here
         for extension in self.extensions:
-            extension.extra_link_args = [runtime, "-Wl,-rpath,$ORIGIN", "-lpthread"]
+            if extension.name not in WITHOUT_OPENMP:
+                extension.extra_link_args = [runtime, "-Wl,-rpath,$ORIGIN", "-lpthread"]
         super().run()
 
 
@@ -102,13 +103,22 @@ class BuildKernels(build_ext):
 # compute both and select without a branch (the loop vectorizes). It changes no result: graphnet never reads the
 # floating-point exception flags that computing the unused branch could raise.
 EXTRA_FLAGS = {"graphnet/_ext/pointwise.pyx": ["-fno-trapping-math"]}
+# _pause times the processor's spin-wait hint before the OpenMP runtime loads (graphnet/_ext/__init__.py)
+WITHOUT_OPENMP = {"graphnet._ext._pause"}
 HEADERS = {"graphnet/_ext/blocked_conv.pyx": sorted(glob.glob("graphnet/_ext/blocked_conv*.h"))}   # C they include
+
+
+def module_name(path):
+    return path[:-len(".pyx")].replace("/", ".")
+
+
 extensions = [
-    Extension(path[:-len(".pyx")].replace("/", "."), [path],
+    Extension(module_name(path), [path],
               include_dirs=[numpy.get_include(), "graphnet/_ext"],
               depends=HEADERS.get(path, []),
               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-              extra_compile_args=["-O3", "-fopenmp"] + EXTRA_FLAGS.get(path, []))
+              extra_compile_args=["-O3"] + ([] if module_name(path) in WITHOUT_OPENMP else ["-fopenmp"])
+              + EXTRA_FLAGS.get(path, []))
     for path in SOURCES
 ]
 

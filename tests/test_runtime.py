@@ -2,6 +2,7 @@
 reproducible results at two threads (also across a checkpoint and a new process), and runs from several Python
 threads at once. Timing is benchmarks/bench_contention.py's job; these tests check behaviour only."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 
 import graphnet as gn
 from graphnet import GraphError, nn
+from graphnet._ext import _pause
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,10 +45,30 @@ SHOW_RUNTIME = """
 """
 
 
+def spin_count_in(settings):
+    """The GOMP_SPINCOUNT that omp_display_env printed."""
+    return int(re.search(r"GOMP_SPINCOUNT = '(\d+)'", settings).group(1))
+
+
 def test_graphnet_runs_on_its_own_openmp_runtime_with_a_short_spin():
+    """Not libgomp's 300,000 spins: as many as last about SPIN_SECONDS on this processor."""
     _, settings = run_python(SHOW_RUNTIME)
-    assert "GOMP_SPINCOUNT = '1000'" in settings       # not libgomp's 300,000 spins
+    count = spin_count_in(settings)
+    assert gn._ext.SPIN_COUNTS[0] <= count <= gn._ext.SPIN_COUNTS[1]
+    per_pause = _pause.seconds_per_pause()
+    if per_pause and gn._ext.SPIN_COUNTS[0] < count < gn._ext.SPIN_COUNTS[1]:
+        assert gn._ext.SPIN_SECONDS / 3 < count * per_pause < gn._ext.SPIN_SECONDS * 3     # timings vary a little
     assert "GOMP_SPINCOUNT" not in run_python("import os, graphnet; print(dict(os.environ))")[0]
+
+
+@pytest.mark.parametrize("per_pause, expected", [(13e-9, 3077),      # the Xeon this project is measured on
+                                                 (50e-9, 800),       # 140 cycles at 2.8 GHz: Skylake servers
+                                                 (1e-12, 10000),     # limited: never libgomp's long spins
+                                                 (1e-3, 100),
+                                                 (None, 1000)])      # no spin-wait hint to time: the default
+def test_the_spin_count_is_the_spin_seconds_in_pauses(monkeypatch, per_pause, expected):
+    monkeypatch.setattr(_pause, "seconds_per_pause", lambda: per_pause)
+    assert gn._ext.spin_count() == expected
 
 
 def test_the_users_own_wait_policy_is_respected():
@@ -79,7 +101,7 @@ def test_a_libgomp_loaded_first_by_another_library_neither_binds_nor_configures_
     assert all("libgraphnet_gomp.so.1" in line.split(" to ")[1] for line in kernel_bindings), \
         [line for line in kernel_bindings if "libgraphnet_gomp" not in line.split(" to ")[1]][:3]
     assert out.split()[-3:] == ["threads", str(len(os.sched_getaffinity(0))), "3"]
-    assert "GOMP_SPINCOUNT = '1000'" in err
+    assert spin_count_in(err) <= gn._ext.SPIN_COUNTS[1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
