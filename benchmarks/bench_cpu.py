@@ -17,7 +17,12 @@ What is measured
 
 Method. The three run interleaved: every repetition times each of them once, in an order that rotates from one
 repetition to the next, so that a burst of load on the machine hits all of them alike. A sample is the mean of
-enough back-to-back calls to last SAMPLE_SECONDS; the table shows the median and the minimum of the samples. Both
+enough back-to-back calls to last SAMPLE_SECONDS; the table shows the median and the minimum of the samples.
+Before each sample the benchmark sleeps SETTLE_SECONDS, so that threads the previous implementation left
+spin-waiting do not hold the cores while the next one is timed: PyTorch's libgomp spins 300,000 `pause`s after
+each parallel loop (3 ms on this project's Xeon), and at two threads a graphnet sample of LeNet's C3 layer taken
+right after a PyTorch sample measured 0.34 ms per call, 0.20 ms after another graphnet sample or after a 5 ms
+pause (benchmarks/bench_contention.py is where graphnet and PyTorch meet other busy threads on purpose). Both
 frameworks see the same numbers first: each network starts from the same weights and data, and the first losses
 are checked to agree before timing. GFLOP/s counts the FLOPs of graphnet's schedule (the FLOPs column of
 `print(prog)`) for every column. "% peak" divides by the machine's FP32 peak as measured here: the faster of
@@ -40,6 +45,7 @@ import sys
 import time
 
 SAMPLE_SECONDS = {"full": 0.03, "quick": 0.01}
+SETTLE_SECONDS = 0.005
 REPETITIONS = {"full": 15, "quick": 5}
 
 TARGETS = {         # case -> (peer, minimum of peer time / graphnet time), from issues 3 and 11
@@ -197,6 +203,7 @@ def measure(case, mode):
         shift = repetition % len(names)
         for name in names[shift:] + names[:shift]:
             fn, count = case.runners[name], calls[name]
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             for _ in range(count):
                 fn()
