@@ -99,16 +99,22 @@ def test_matmul_large_enough_to_split(cpu, m, k, n, ta, tb):
     assert_close(out, (a.T if ta else a) @ (b.T if tb else b))
 
 
+def gemm_operands(rng, m, k, n, ta, tb, dtype):
+    """a (m × k, or k × m transposed), b (k × n, or n × k) and the reference product a @ b (m × n)."""
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    product = nan_like((m, n), dtype)
+    ref_linalg.matmul(product, a, b, transpose_a=ta, transpose_b=tb)
+    return a, b, product
+
+
 @SETTINGS
 @given(st.integers(1, 30), st.integers(1, 30), st.integers(1, 30), st.booleans(), st.booleans(), DTYPES,
        st.integers(0, 2 ** 31))
 def test_dense_and_dense_relu_equal_matmul_add_relu(cpu, m, k, n, ta, tb, dtype, seed):
     rng = np.random.default_rng(seed)
-    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
-    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    a, b, product = gemm_operands(rng, m, k, n, ta, tb, dtype)
     bias = rng.standard_normal(n).astype(dtype)
-    product = nan_like((m, n), dtype)
-    ref_linalg.matmul(product, a, b, transpose_a=ta, transpose_b=tb)
     for name, expected in (("dense", product + bias), ("dense_relu", np.maximum(product + bias, 0))):
         out = nan_like((m, n), dtype)
         cpu.kernel(op_named(name))(out, a, b, bias if seed % 2 else bias.reshape(1, n), transpose_a=ta, transpose_b=tb)
@@ -121,11 +127,8 @@ def test_dense_and_dense_relu_equal_matmul_add_relu(cpu, m, k, n, ta, tb, dtype,
 def test_matmul_relu_grad_and_matmul_sgd_update_equal_their_chains(cpu, m, k, n, ta, tb, dtype, seed):
     """(a @ b) · [y > 0] and w − η·(a @ b), as the unfused chains compute them (k = 0: the product of no terms)."""
     rng = np.random.default_rng(seed)
-    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
-    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    a, b, product = gemm_operands(rng, m, k, n, ta, tb, dtype)
     relu_y = np.maximum(rng.standard_normal((m, n)), 0).astype(dtype)
-    product = nan_like((m, n), dtype)
-    ref_linalg.matmul(product, a, b, transpose_a=ta, transpose_b=tb)
     out = nan_like((m, n), dtype)
     cpu.kernel(op_named("matmul_relu_grad"))(out, a, b, relu_y, transpose_a=ta, transpose_b=tb)
     assert_close(out, product * (relu_y > 0))
