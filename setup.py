@@ -7,6 +7,8 @@ How long they spin is read from the environment once, when libgomp loads, and a 
 if PyTorch (which ships a libgomp.so.1 of its own) is imported first, graphnet would run on PyTorch's, with its
 settings. So graphnet links its kernels against its own copy of the compiler's libgomp, renamed
 libgraphnet_gomp.so.1 (`patchelf --set-soname`), which graphnet/_ext/__init__.py loads with the settings it chooses.
+One module is built without OpenMP (WITHOUT_OPENMP): _pause, which times the processor's spin-wait hint before the
+runtime loads. A module that includes C headers of its own lists them in HEADERS, so that editing one rebuilds it.
 """
 import glob
 import os
@@ -81,7 +83,8 @@ def make_private_runtime(folder):
 
 
 class BuildKernels(build_ext):
-    """build_ext that first makes the private OpenMP runtime beside the kernels and links every kernel against it."""
+    """build_ext that first makes the private OpenMP runtime beside the kernels and links every kernel against it
+    (every module but those in WITHOUT_OPENMP)."""
 
     def finalize_options(self):
         super().finalize_options()

@@ -113,11 +113,11 @@ class Program:
         backend.prepare_calling_thread()
         for node in self.stored:
             node.attrs["state"].on(backend)       # pull values written elsewhere (host, another device)
-        self._feed(plan, arrays)
-        self.rng.counter += 1
-        ready = {f: backend.to_host(plan.values[f]) for f in self.fetched_before_update}
-        ready.update(self._fetch_writers_to_fresh(plan))
         try:
+            self._feed(plan, arrays)
+            self.rng.counter += 1
+            ready = {f: backend.to_host(plan.values[f]) for f in self.fetched_before_update}
+            ready.update(self._fetch_writers_to_fresh(plan))
             if call_seconds is not None:
                 _call_timed(plan, backend, call_seconds)
             elif check_numerics:

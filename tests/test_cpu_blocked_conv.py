@@ -51,9 +51,11 @@ def run_blocked(x, w, b, stride, padding, dilation, relu, workspace=None):
 def assert_within_bound(out, exact, magnitude, taps):
     bound = (taps + 1) * 2.0 ** -24 * magnitude + 1e-30
     error = np.abs(out.astype(np.float64) - exact)
+    if np.all(error <= bound):
+        return
     worst = np.unravel_index(np.argmax(error - bound), error.shape)
-    assert np.all(error <= bound), (f"output {worst}: {out[worst]} vs {exact[worst]}, error {error[worst]:.3g} > "
-                                    f"bound {bound[worst]:.3g}")
+    raise AssertionError(f"output {worst}: {out[worst]} vs {exact[worst]}, error {error[worst]:.3g} > bound "
+                         f"{bound[worst]:.3g}")
 
 
 @st.composite
@@ -141,6 +143,26 @@ def test_the_workspace_is_checked(lanes):
         run_blocked(x, w, None, relu=False, workspace=np.empty(needed - 1, np.uint8), **params)
     with pytest.raises(TypeError, match="C-contiguous uint8"):
         run_blocked(x, w, None, relu=False, workspace=np.empty(needed, np.float32), **params)
+    unpadded = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1))       # x read in place: weights only
+    needed = blocked_conv.blocked_workspace_bytes(x.shape, w.shape, conv.output_shape(x.shape, w.shape, **unpadded),
+                                                  threads=1, **unpadded)
+    with pytest.raises(ValueError, match=f"holds {needed - 1} bytes; one thread needs {needed}"):
+        run_blocked(x, w, None, relu=False, workspace=np.empty(needed - 1, np.uint8), **unpadded)
+
+
+@needs_kernels
+@pytest.mark.parametrize("x_shape, w_shape", [((0, 3, 6, 6), (16, 3, 3, 3)),     # no images
+                                              ((2, 0, 6, 6), (16, 0, 3, 3)),     # no input channels: the bias alone
+                                              ((2, 3, 1, 1), (20, 3, 3, 3))])    # padding wider than the input
+def test_empty_and_degenerate_layers(lanes, x_shape, w_shape):
+    x = np.ones(x_shape, np.float32)
+    w = np.ones(w_shape, np.float32)
+    b = np.arange(w_shape[0], dtype=np.float32)
+    params = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
+    out = run_blocked(x, w, b, relu=False, **params)
+    exact, magnitude = reference(x, w, b, relu=False, **params)
+    assert out.shape == exact.shape
+    assert_within_bound(out, exact, magnitude, w_shape[1] * w_shape[2] * w_shape[3])
 
 
 @needs_kernels

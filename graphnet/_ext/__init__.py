@@ -9,9 +9,9 @@ libgomp made by setup.py) with the settings chosen here, then every compiled ker
   waits for needs, and a LeNet-5 training step took 30x longer at 2 threads than at 1. Sleeping at once
   (OMP_WAIT_POLICY=passive) is safe under load but cost 40% on an idle machine (every parallel loop waits for a
   thread to wake up); a short spin keeps both (benchmarks/bench_contention.py measures it). libgomp counts its spin
-  in iterations (GOMP_SPINCOUNT), each a `pause`, whose length varies tenfold between processors (13 ns on the
-  Intel Xeon this project is measured on, ~50 ns on Skylake servers): `spin_count` times it (_pause.pyx) and asks
-  for as many as last SPIN_SECONDS. A fixed 1,000 was 13 µs on the Xeon — shorter than the Python between two
+  in iterations (GOMP_SPINCOUNT), each a `pause`, whose length varies tenfold between processors (11–13 ns on
+  the Intel Xeon this project is measured on, ~50 ns on Skylake servers): `spin_count` times it (_pause.pyx) and asks
+  for as many as last SPIN_SECONDS. A fixed 1,000 was 11–13 µs on the Xeon — shorter than the Python between two
   runs of a program (~15 µs), so every run's first parallel loop waited ~35 µs for a sleeping thread.
 - The runtime is private, so PyTorch's own libgomp, loaded before or after graphnet, neither imposes its settings on
   graphnet nor receives graphnet's. The modules are loaded with RTLD_DEEPBIND so that their OpenMP calls bind to

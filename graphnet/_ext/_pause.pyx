@@ -2,7 +2,7 @@
 """How long the processor's spin-wait hint (`pause` on x86) takes: what one iteration of an OpenMP thread's
 spin-wait costs, so that graphnet/_ext/__init__.py can ask for a spin of a given duration, not of a given count.
 
-It varies tenfold between processors: ~13 ns on the 2-core Intel Xeon this project is measured on, ~50 ns
+It varies tenfold between processors: 11–13 ns on the 2-core Intel Xeon this project is measured on, ~50 ns
 (140 cycles) on Skylake server cores. This module is built without OpenMP and loaded before the OpenMP runtime,
 which reads its spin count once, when it loads.
 """

@@ -13,7 +13,7 @@ Why it exists. im2col + GEMM copies every input value R·S times before multiply
 channels, or a stride — the copying takes as long as the multiply-adds. Measured on the 2-core Intel Xeon (AVX-512),
 one thread, 64 images (benchmarks/bench_cpu.py): LeNet's 6 → 16 5×5 layer at 14×14 ran in 0.87 ms by im2col +
 sgemm, half of it unfolding, against PyTorch's 0.29 ms; the 16 → 32 3×3 stride-2 layer at 32×32 in 4.9 ms against
-1.7 ms. The blocked kernels run those at ~120 GFLOP/s (see `worthwhile` for where conv.pyx chooses them).
+1.7 ms. The blocked kernels run those at 100–120 GFLOP/s (see `worthwhile` for where conv.pyx chooses them).
 
 Threads and workspace. The weights (and bias) are packed once per call into the start of the workspace; then the
 images are handed out to OpenMP threads one at a time (dynamic schedule). When the layer has padding each thread
@@ -51,23 +51,23 @@ cdef extern from "blocked_conv.h" nogil:
 
 
 PROCESSOR_LANES = blocked_lanes()      # floats per vector on this processor: 16, 8, or 0 (the kernels do not run)
-cdef int VECTOR_LANES = PROCESSOR_LANES
-LANES = VECTOR_LANES                   # the width the kernels run at (PROCESSOR_LANES unless use_lanes changed it)
+LANES = PROCESSOR_LANES                # the width the kernels run at (PROCESSOR_LANES unless use_lanes changed it);
+                                       # a call reads it once, into its plan
 
 
 def use_lanes(lanes):
     """Run the kernels of another vector width than the processor's best, e.g. the AVX2 ones (8) on an AVX-512
     processor, for tests and benchmarks; returns the width used before. The processor must have that width."""
-    global VECTOR_LANES, LANES
+    global LANES
     if lanes not in (0, 8, 16) or lanes > PROCESSOR_LANES:
         raise ValueError(f"use_lanes({lanes!r}): this processor runs the blocked kernels at "
                          f"{' or '.join(str(n) for n in (16, 8) if n <= PROCESSOR_LANES) or 'no'} lanes (0: off)")
-    before, VECTOR_LANES = VECTOR_LANES, lanes
-    LANES = lanes
+    before, LANES = LANES, lanes
     return before
 
 cdef enum:
     SLOT_ALIGNMENT = 64                # bytes: the packed weights and each thread's slot start on a cache line
+                                       # (the workspace's first one: it has SLOT_ALIGNMENT − 1 bytes to spare)
     ROW_ALIGNMENT = 16                 # floats: the padded copy's rows are this many floats apart (a multiple), and
                                        # each row's copy of x starts on a 64-byte line: aligned vector stores
 
@@ -77,6 +77,7 @@ MIN_TAPS = 32                          # ... and the products C·R·S each outpu
 
 
 cdef struct Plan:
+    int lanes                          # the vector width every kernel of the call runs at (LANES when planned)
     BlockedConv cv                     # for x read in place (no padding), or for the padded copy
     Py_ssize_t images, image_size
     bint pads                          # the windows read padding: each image is copied zero-padded first ...
@@ -145,20 +146,21 @@ cdef int make_plan(str kernel, tuple x_shape, tuple w_shape, tuple y_shape, stri
     p.cv.out_h, p.cv.out_w, p.cv.out_plane = out_h, out_w, out_h * out_w
     p.cv.height, p.cv.width, p.cv.pt, p.cv.pl, p.cv.padded_h, p.cv.padded_w = h, w, pt, pl, padded_h, padded_w
     p.images, p.image_size = n, c * h * w
-    blocks = (k + LANES - 1) // LANES
-    p.weight_floats = blocks * LANES * c * kh * kw
-    p.packed_bytes = _aligned((p.weight_floats + blocks * LANES) * 4)
+    p.lanes = LANES
+    blocks = (k + p.lanes - 1) // p.lanes
+    p.weight_floats = blocks * p.lanes * c * kh * kw
+    p.packed_bytes = _aligned((p.weight_floats + blocks * p.lanes) * 4)
     p.slot_bytes = _aligned((p.shift + c * p.cv.plane) * 4) if p.pads else 0
     return 0
 
 
 def blocked_workspace_bytes(x_shape, w_shape, y_shape, stride, padding, dilation, threads):
     """Bytes of workspace a call needs with `threads` OpenMP threads: the packed weights and bias, and for a padded
-    layer one zero-padded image per thread."""
+    layer one zero-padded image per thread (and room to start them on a cache line)."""
     cdef Plan p
     make_plan("blocked_workspace_bytes", tuple(x_shape), tuple(w_shape), tuple(y_shape), stride, padding, dilation,
               &p)
-    return int(p.packed_bytes + max(1, min(int(threads), p.images)) * p.slot_bytes)
+    return int(SLOT_ALIGNMENT - 1 + p.packed_bytes + max(1, min(int(threads), p.images)) * p.slot_bytes)
 
 
 cdef void run_batch(const Plan* p, const float* x, const float* packed, const float* packed_bias, bint relu,
@@ -177,11 +179,11 @@ cdef void run_batch(const Plan* p, const float* x, const float* packed, const fl
         if p.pads:
             padded = <float*>(slots + threadid() * p.slot_bytes) + p.shift
             for c in range(p.cv.channels):
-                blocked_pad(VECTOR_LANES, &p.cv, image + c * p.cv.height * p.cv.width, padded + c * p.cv.plane)
+                blocked_pad(p.lanes, &p.cv, image + c * p.cv.height * p.cv.width, padded + c * p.cv.plane)
             image = padded
             if n + 1 < p.images:
                 ahead = p.image_size
-        blocked_image(VECTOR_LANES, &p.cv, image, packed, packed_bias, relu, y + n * p.cv.kernels * p.cv.out_plane,
+        blocked_image(p.lanes, &p.cv, image, packed, packed_bias, relu, y + n * p.cv.kernels * p.cv.out_plane,
                       x + (n + 1) * p.image_size, ahead)
 
 
@@ -202,23 +204,25 @@ def blocked_conv2d(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=
     if cnp.PyArray_SIZE(out) == 0:
         return
     if workspace is None:
-        workspace = np.empty(p.packed_bytes + min(openmp.omp_get_max_threads(), p.images) * p.slot_bytes,
-                             dtype=np.uint8)
+        workspace = np.empty(SLOT_ALIGNMENT - 1 + p.packed_bytes
+                             + min(openmp.omp_get_max_threads(), p.images) * p.slot_bytes, dtype=np.uint8)
     if not isinstance(workspace, np.ndarray) or workspace.dtype != np.uint8 or not workspace.flags.c_contiguous:
         raise TypeError("cpu.conv2d: the workspace must be a C-contiguous uint8 array")
-    slots = (workspace.nbytes - p.packed_bytes) // p.slot_bytes if p.slot_bytes else p.images
-    if slots < 1:
+    usable = workspace.nbytes - (SLOT_ALIGNMENT - 1)
+    if usable < p.packed_bytes + p.slot_bytes:
         raise ValueError(f"cpu.conv2d: the workspace holds {workspace.nbytes} bytes; one thread needs "
-                         f"{p.packed_bytes + p.slot_bytes} (blocked_workspace_bytes)")
+                         f"{SLOT_ALIGNMENT - 1 + p.packed_bytes + p.slot_bytes} (blocked_workspace_bytes)")
+    slots = (usable - p.packed_bytes) // p.slot_bytes if p.slot_bytes else p.images
     p.threads = max(1, min(slots, openmp.omp_get_max_threads(), p.images))
     cdef const float* x_data = <float*>data(x)
     cdef const float* w_data = <float*>data(w)
     cdef const float* b_data = NULL if b is None else <float*>data(b)
     cdef float* y_data = <float*>data(out)
     cdef char* space = <char*>data(workspace)
+    space += (SLOT_ALIGNMENT - <size_t>space % SLOT_ALIGNMENT) % SLOT_ALIGNMENT     # the first cache line in it
     cdef float* packed = <float*>space
     cdef float* packed_bias = packed + p.weight_floats
     cdef bint epilogue_relu = relu
     with nogil:
-        blocked_pack(&p.cv, w_data, b_data, VECTOR_LANES, packed, packed_bias)
+        blocked_pack(&p.cv, w_data, b_data, p.lanes, packed, packed_bias)
         run_batch(&p, x_data, packed, packed_bias, epilogue_relu, y_data, space + p.packed_bytes)

@@ -14,11 +14,9 @@ typedef int INTS __attribute__((vector_size(LANES * sizeof(int))));
 #if LANES == 16
 #define ZIP_LOW (INTS){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
 #define ZIP_HIGH (INTS){8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
-#define LOG2_LANES 4
 #elif LANES == 8
 #define ZIP_LOW (INTS){0, 8, 1, 9, 2, 10, 3, 11}
 #define ZIP_HIGH (INTS){4, 12, 5, 13, 6, 14, 7, 15}
-#define LOG2_LANES 3
 #endif
 
 /* The transpose of a rows × LANES matrix held as `rows` vectors (rows a power of two, at most LANES): zipping
@@ -49,9 +47,9 @@ static inline __attribute__((always_inline)) ISA void JOIN(store, SUFFIX)(
 {
     const int rows = B > LANES / 2 ? LANES : B > LANES / 4 ? LANES / 2 : B > LANES / 8 ? LANES / 4 : LANES / 8;
     VEC t[LANES];
-    const VEC shift = *(const VEC*)bias;
+    const VEC bias_vector = *(const VEC*)bias;
     for (int b = 0; b < rows; b++) {
-        VEC value = b < B ? acc[b] + shift : (VEC){0};
+        VEC value = b < B ? acc[b] + bias_vector : (VEC){0};
         if (relu)
             value = (VEC)((INTS)value & ~(INTS)(value < 0));      /* max(value, 0), NaN kept */
         t[b] = value;
@@ -80,7 +78,7 @@ static inline __attribute__((always_inline)) ISA void JOIN(tile, SUFFIX)(
         const int B, const int stride, float* y, ptrdiff_t room, ptrdiff_t valid)
 {
     VEC first[BMAX], second[BMAX];
-    const ptrdiff_t block = cv->channels * cv->kh * cv->kw * LANES, sw = stride ? stride : cv->sw;
+    const ptrdiff_t block_floats = cv->channels * cv->kh * cv->kw * LANES, sw = stride ? stride : cv->sw;
     for (int b = 0; b < B; b++)
         first[b] = second[b] = (VEC){0};
     for (ptrdiff_t c = 0; c < cv->channels; c++) {
@@ -90,7 +88,7 @@ static inline __attribute__((always_inline)) ISA void JOIN(tile, SUFFIX)(
                 const float* taps = row + s * cv->dw;
                 const VEC a = *(const VEC*)w;
                 if (pair) {
-                    const VEC a2 = *(const VEC*)(w + block);
+                    const VEC a2 = *(const VEC*)(w + block_floats);
                     for (int b = 0; b < B; b++) {
                         const float v = taps[b * sw];
                         first[b] += a * v;
@@ -156,7 +154,8 @@ static ISA void JOIN(pad, SUFFIX)(const BlockedConv* cv, const float* restrict p
 static ISA void JOIN(image, SUFFIX)(const BlockedConv* cv, const float* x, const float* packed,
                                     const float* packed_bias, int relu, float* y, const float* next, ptrdiff_t ahead)
 {
-    const ptrdiff_t blocks = (cv->kernels + LANES - 1) / LANES, block = cv->channels * cv->kh * cv->kw * LANES;
+    const ptrdiff_t blocks = (cv->kernels + LANES - 1) / LANES;
+    const ptrdiff_t block_floats = cv->channels * cv->kh * cv->kw * LANES;
     const ptrdiff_t chunks = (cv->out_w + BMAX - 1) / BMAX;
     const ptrdiff_t share = (ahead + cv->out_h * chunks - 1) / (cv->out_h * chunks);      /* floats per tile */
     ptrdiff_t asked = 0;
@@ -167,7 +166,7 @@ static ISA void JOIN(image, SUFFIX)(const BlockedConv* cv, const float* x, const
                 const ptrdiff_t first = chunk * cv->out_w / chunks, stop = (chunk + 1) * cv->out_w / chunks;
                 const ptrdiff_t position = oh * cv->out_w + first;
                 JOIN(any_tile, SUFFIX)(cv, x + oh * cv->sh * cv->row + first * cv->sw,
-                                       packed + kb * block, packed_bias + kb * LANES, relu, pair,
+                                       packed + kb * block_floats, packed_bias + kb * LANES, relu, pair,
                                        (int)(stop - first), y + kb * LANES * cv->out_plane + position,
                                        cv->out_plane - position, cv->kernels - kb * LANES);
                 for (ptrdiff_t i = 0; i < share && asked < ahead; i += 16, asked += 16)
@@ -180,6 +179,5 @@ static ISA void JOIN(image, SUFFIX)(const BlockedConv* cv, const float* x, const
 #undef ISA
 #undef ZIP_LOW
 #undef ZIP_HIGH
-#undef LOG2_LANES
 #undef VEC
 #undef INTS

@@ -29,7 +29,7 @@ Algorithms, chosen per layer shape at compile time by SPECIALIZE (the schedule s
     blocked        the forward pass of a float32 layer of one group whose output channels fill vector registers
                    (see blocked_conv.worthwhile), where the processor has AVX-512 or AVX2 + FMA: a direct
                    convolution with the output channels in the vector lanes and a tile of output columns held in
-                   registers (blocked_conv.pyx / blocked_conv.h), no im2col matrix; 2.5–3.5x faster than
+                   registers (blocked_conv.pyx / blocked_conv.h), no im2col matrix; 2.2–3x faster than
                    im2col+sgemm on thin layers (LeNet's 6 → 16 5×5, a 16 → 32 3×3 stride-2 layer), where
                    unfolding took as long as multiplying.
     batched-im2col+sgemm   (batched-col2im+sgemm for the input gradient) unfold B images side by side into one
@@ -444,9 +444,10 @@ def choose_algorithm(direction, x_shape, w_shape, stride, padding, groups, dtype
     """The algorithm for this layer shape: a 1×1 layer is a plain GEMM; a 3×3 stride-1 layer with enough channels
     runs Winograd F(2×2, 3×3) forward and for the input gradient (winograd.pyx: 2.25x fewer multiplies; see
     winograd.worthwhile for where it wins); a forward pass whose groups have at most DIRECT_MAX_OUTPUTS output
-    channels (depthwise layers) goes direct; small output planes with wide GEMMs go batched (see prefers_batched);
-    everything else unfolds image by image (im2col+sgemm; col2im+sgemm for the input gradient; dgemm for
-    float64)."""
+    channels (depthwise layers) goes direct; the forward pass of a thin float32 layer of one group goes blocked
+    where the processor has the vector units (see blocked_conv.worthwhile); small output planes with wide GEMMs go
+    batched (see prefers_batched); everything else unfolds image by image (im2col+sgemm; col2im+sgemm for the input
+    gradient; dgemm for float64)."""
     blas = "sgemm" if np.dtype(dtype) == np.float32 else "dgemm"
     if is_pointwise(w_shape, stride, padding):
         return blas
@@ -492,7 +493,8 @@ def prefers_batched(x_shape, w_shape, stride, padding, dilation, groups, itemsiz
 
 
 def algorithm_kind(direction, algorithm, w_shape, stride, padding):
-    """'direct', 'gemm', 'im2col' or 'batched' for an algorithm name (as chosen above), checked against the layer."""
+    """'direct', 'winograd', 'blocked', 'gemm', 'im2col' or 'batched' for an algorithm name (as chosen above),
+    checked against the layer."""
     if algorithm == "direct" and direction == FORWARD:
         return "direct"
     if algorithm == WINOGRAD and direction != GRAD_WEIGHT:

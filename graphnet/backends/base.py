@@ -34,7 +34,9 @@ class Backend:
       kernel_label(op class, params)                                         what the printed schedule shows
     """
     name = None
-    reads_host_arrays = True  # kernels may read a fed NumPy array in place (a GPU backend copies it to the device)
+    # kernels may read a fed NumPy array in place, and write a fetched value straight into the NumPy array run()
+    # returns (a GPU backend copies both ways)
+    reads_host_arrays = True
     fuses = True              # chains of ops run as the fused ops (graphnet/ops/fused.py) it has kernels for
 
     def __init__(self, modules):
