@@ -138,16 +138,14 @@ class Program:
             readers = plan.feed_readers.get(node)
             if (readers and backend.reads_host_arrays and type(array) is np.ndarray and array.dtype == node.dtype
                     and array.flags.c_contiguous and array.flags.aligned):
-                for ins, position in readers:
-                    ins[position] = array
+                _point(readers, array)
             else:
                 backend.copy_in(plan.values[node], array)
 
     @staticmethod
     def _feed_readers_to_arena(plan):
         for node, readers in plan.feed_readers.items():
-            for ins, position in readers:
-                ins[position] = plan.values[node]
+            _point(readers, plan.values[node])
 
     @staticmethod
     def _fetch_writers_to_fresh(plan):
@@ -157,16 +155,14 @@ class Program:
         fresh = {}
         for node, (call, readers) in plan.fetch_writers.items():
             fresh[node] = call[1] = np.empty_like(plan.values[node])
-            for ins, position in readers:
-                ins[position] = fresh[node]
+            _point(readers, fresh[node])
         return fresh
 
     @staticmethod
     def _fetch_writers_to_arena(plan):
         for node, (call, readers) in plan.fetch_writers.items():
             call[1] = plan.values[node]
-            for ins, position in readers:
-                ins[position] = plan.values[node]
+            _point(readers, plan.values[node])
 
     def _placeholders_by_name(self, graph):
         """{name: placeholder} of the graph, made again only when the graph has grown (a graph only gains nodes):
@@ -263,21 +259,21 @@ class Program:
         plan.call_nodes = [s.node for s in steps if s.kernel is not None]
         # A feed the kernels may read where the user's array lies: not fetched, no view of it taken.
         viewed = {s.node.inputs[s.view_of] for s in steps if s.kernel is None}
-        plan.feed_readers = {p: [(s.ins, k) for s in steps if s.kernel is not None
-                                 for k, i in enumerate(s.inputs) if i is p]
+        running = [s for s in steps if s.kernel is not None]
+        plan.feed_readers = {p: _readers(p, running)
                              for p in self.placeholders if p not in viewed and p not in self.fetches}
-        plan.fetch_writers = self._fetch_writers(steps, calls, viewed)
+        plan.fetch_writers = self._fetch_writers(running, calls, viewed)
         return plan
 
-    def _fetch_writers(self, steps, calls, viewed):
+    def _fetch_writers(self, running, calls, viewed):
         """{fetch: (the call that writes it, [(a call's input list, position)] where calls read it)} for the fetches
         a host backend's kernel may write straight into the array the run returns: computed by a kernel (not a
-        variable's assignment), fetched once, no view taken of it."""
+        variable's assignment), fetched once, no view taken of it. `running`: the steps that run a kernel, one per
+        call."""
         if not self.backend.reads_host_arrays:
             return {}
-        running = [s for s in steps if s.kernel is not None]
         writer = {s.node: call for s, call in zip(running, calls)}
-        return {f: (writer[f], [(s.ins, k) for s in running for k, i in enumerate(s.inputs) if i is f])
+        return {f: (writer[f], _readers(f, running))
                 for f in self.fetches if f in writer and not f.op.writes_variable and f not in viewed
                 and self.fetches.count(f) == 1}
 
@@ -329,6 +325,17 @@ class Program:
         result = [(step, seconds.get(step.node, 0.0)) for step in plan.steps]
         print(format_profile(result))
         return result
+
+
+def _readers(node, running):
+    """[(a call's input list, position)] for every place where the kernels of `running` read `node`."""
+    return [(s.ins, k) for s in running for k, i in enumerate(s.inputs) if i is node]
+
+
+def _point(readers, array):
+    """Have every reader (a call's input list, position) read `array`."""
+    for ins, position in readers:
+        ins[position] = array
 
 
 def _call(plan):

@@ -30,6 +30,7 @@ from libc.string cimport memset
 import numpy as np
 
 from graphnet._ext._buffers cimport data, require_floats
+from graphnet._ext._sizes import CACHE_LINE, aligned, output_shape
 
 cnp.import_array()
 
@@ -66,8 +67,6 @@ def use_lanes(lanes):
     return before
 
 cdef enum:
-    SLOT_ALIGNMENT = 64                # bytes: the packed weights and each thread's slot start on a cache line
-                                       # (the workspace's first one: it has SLOT_ALIGNMENT − 1 bytes to spare)
     ROW_ALIGNMENT = 16                 # floats: the padded copy's rows are this many floats apart (a multiple), and
                                        # each row's copy of x starts on a 64-byte line: aligned vector stores
 
@@ -85,10 +84,6 @@ cdef struct Plan:
     Py_ssize_t weight_floats            # the packed weights: blocks · LANES · C·R·S (the packed bias follows)
     Py_ssize_t packed_bytes, slot_bytes
     int threads
-
-
-def _aligned(nbytes):
-    return (nbytes + SLOT_ALIGNMENT - 1) // SLOT_ALIGNMENT * SLOT_ALIGNMENT
 
 
 def why_not(x_shape, w_shape, groups, dtype):
@@ -130,12 +125,12 @@ cdef int make_plan(str kernel, tuple x_shape, tuple w_shape, tuple y_shape, stri
     n, c, h, w = x_shape
     k, _, kh, kw = w_shape
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
-    out_h = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    out_w = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    if tuple(y_shape) != (n, k, out_h, out_w):
+    expected = output_shape(x_shape, w_shape, stride, padding, dilation)
+    if tuple(y_shape) != expected:
         raise ValueError(f"cpu.{kernel}: x {x_shape} and w {w_shape} with stride {stride}, padding {padding} and "
                          f"dilation {dilation} give y (N, K, floor((H + pt + pb − dh·(R−1) − 1)/sh) + 1, ...) = "
-                         f"{(n, k, out_h, out_w)}; got {tuple(y_shape)}")
+                         f"{expected}; got {tuple(y_shape)}")
+    out_h, out_w = expected[2:]
     padded_h, padded_w = (out_h - 1) * sh + (kh - 1) * dh + 1, (out_w - 1) * sw + (kw - 1) * dw + 1
     p.pads = pt > 0 or pl > 0 or padded_h > h or padded_w > w
     p.cv.channels, p.cv.kernels = c, k
@@ -149,18 +144,18 @@ cdef int make_plan(str kernel, tuple x_shape, tuple w_shape, tuple y_shape, stri
     p.lanes = LANES
     blocks = (k + p.lanes - 1) // p.lanes
     p.weight_floats = blocks * p.lanes * c * kh * kw
-    p.packed_bytes = _aligned((p.weight_floats + blocks * p.lanes) * 4)
-    p.slot_bytes = _aligned((p.shift + c * p.cv.plane) * 4) if p.pads else 0
+    p.packed_bytes = aligned((p.weight_floats + blocks * p.lanes) * 4)
+    p.slot_bytes = aligned((p.shift + c * p.cv.plane) * 4) if p.pads else 0
     return 0
 
 
 def blocked_workspace_bytes(x_shape, w_shape, y_shape, stride, padding, dilation, threads):
     """Bytes of workspace a call needs with `threads` OpenMP threads: the packed weights and bias, and for a padded
-    layer one zero-padded image per thread (and room to start them on a cache line)."""
+    layer one zero-padded image per thread (and CACHE_LINE − 1 bytes to start them on a cache line)."""
     cdef Plan p
     make_plan("blocked_workspace_bytes", tuple(x_shape), tuple(w_shape), tuple(y_shape), stride, padding, dilation,
               &p)
-    return int(SLOT_ALIGNMENT - 1 + p.packed_bytes + max(1, min(int(threads), p.images)) * p.slot_bytes)
+    return int(CACHE_LINE - 1 + p.packed_bytes + max(1, min(int(threads), p.images)) * p.slot_bytes)
 
 
 cdef void run_batch(const Plan* p, const float* x, const float* packed, const float* packed_bias, bint relu,
@@ -204,14 +199,14 @@ def blocked_conv2d(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=
     if cnp.PyArray_SIZE(out) == 0:
         return
     if workspace is None:
-        workspace = np.empty(SLOT_ALIGNMENT - 1 + p.packed_bytes
+        workspace = np.empty(CACHE_LINE - 1 + p.packed_bytes
                              + min(openmp.omp_get_max_threads(), p.images) * p.slot_bytes, dtype=np.uint8)
     if not isinstance(workspace, np.ndarray) or workspace.dtype != np.uint8 or not workspace.flags.c_contiguous:
         raise TypeError("cpu.conv2d: the workspace must be a C-contiguous uint8 array")
-    usable = workspace.nbytes - (SLOT_ALIGNMENT - 1)
+    usable = workspace.nbytes - (CACHE_LINE - 1)
     if usable < p.packed_bytes + p.slot_bytes:
         raise ValueError(f"cpu.conv2d: the workspace holds {workspace.nbytes} bytes; one thread needs "
-                         f"{SLOT_ALIGNMENT - 1 + p.packed_bytes + p.slot_bytes} (blocked_workspace_bytes)")
+                         f"{CACHE_LINE - 1 + p.packed_bytes + p.slot_bytes} (blocked_workspace_bytes)")
     slots = (usable - p.packed_bytes) // p.slot_bytes if p.slot_bytes else p.images
     p.threads = max(1, min(slots, openmp.omp_get_max_threads(), p.images))
     cdef const float* x_data = <float*>data(x)
@@ -219,7 +214,8 @@ def blocked_conv2d(cnp.ndarray out, cnp.ndarray x, cnp.ndarray w, cnp.ndarray b=
     cdef const float* b_data = NULL if b is None else <float*>data(b)
     cdef float* y_data = <float*>data(out)
     cdef char* space = <char*>data(workspace)
-    space += (SLOT_ALIGNMENT - <size_t>space % SLOT_ALIGNMENT) % SLOT_ALIGNMENT     # the first cache line in it
+    cdef size_t line = CACHE_LINE
+    space += (line - <size_t>space % line) % line          # the first cache line in it
     cdef float* packed = <float*>space
     cdef float* packed_bias = packed + p.weight_floats
     cdef bint epilogue_relu = relu

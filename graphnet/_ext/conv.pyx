@@ -69,6 +69,7 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from graphnet._ext import blocked_conv, winograd
+from graphnet._ext._sizes import aligned, output_shape, output_size
 
 from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
                                   restore_blas_threads)
@@ -82,7 +83,6 @@ cnp.import_array()
 cdef BlasThreads BLAS = find_blas_threads()
 
 cdef enum:
-    SLOT_ALIGNMENT = 64                # bytes: each thread's slot starts on its own cache line
     TILE_BYTES = 256 * 1024            # the forward unfolds at most this much of an image at a time (see below)
     DIRECT_MAX_OUTPUTS = 2             # output channels per group up to which `direct` beats im2col + GEMM
     BATCH_TILE_BYTES = 1024 * 1024     # `batched` puts as many images side by side as its tiles fit in this
@@ -107,11 +107,6 @@ cdef struct Conv:
 
 # ----------------------------------------------------------------------------------------------------------------
 # geometry (Python level, once per call)
-
-def output_size(size, taps, lo, hi, stride, dilation):
-    """floor((size + lo + hi − dilation·(taps − 1) − 1) / stride) + 1"""
-    return (size + lo + hi - dilation * (taps - 1) - 1) // stride + 1
-
 
 cdef Conv conv_geometry(str kernel, tuple x_shape, tuple w_shape, tuple y_shape, stride, padding, dilation,
                         groups) except *:
@@ -142,13 +137,6 @@ cdef Conv conv_geometry(str kernel, tuple x_shape, tuple w_shape, tuple y_shape,
     cv.win.kh, cv.win.kw, cv.win.sh, cv.win.sw = kh, kw, sh, sw
     cv.win.pt, cv.win.pl, cv.win.dh, cv.win.dw = pt, pl, dh, dw
     return cv
-
-
-def output_shape(x_shape, w_shape, stride, padding, dilation):
-    """(N, K, OH, OW) of the convolution of x by w."""
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
-    return (x_shape[0], w_shape[0], output_size(x_shape[2], w_shape[2], pt, pb, sh, dh),
-            output_size(x_shape[3], w_shape[3], pl, pr, sw, dw))
 
 
 def is_pointwise(w_shape, stride, padding):
@@ -515,10 +503,6 @@ def algorithm_kind(direction, algorithm, w_shape, stride, padding):
     raise ValueError(f"unknown algorithm {algorithm!r}; choose {choices}'im2col+sgemm' ('col2im+sgemm' for the "
                      f"input gradient), 'batched-im2col+sgemm' ('batched-col2im+sgemm') or, for a 1x1 kernel with "
                      f"stride 1 and no padding, 'sgemm'")
-
-
-def aligned(nbytes):
-    return (nbytes + SLOT_ALIGNMENT - 1) // SLOT_ALIGNMENT * SLOT_ALIGNMENT
 
 
 def workspace_slot(direction, kind, x_shape, w_shape, y_hw, stride, dilation, itemsize, tile_images=None):

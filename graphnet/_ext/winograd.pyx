@@ -76,6 +76,7 @@ import numpy as np
 from graphnet._ext._blas cimport (BlasThreads, blas_threads_known, find_blas_threads, gemm, pin_blas_to_one_thread,
                                   restore_blas_threads)
 from graphnet._ext._buffers cimport data, real, require_floats
+from graphnet._ext._sizes import aligned          # U and each thread's slot start on their own cache line
 
 cnp.import_array()
 
@@ -83,7 +84,6 @@ cdef BlasThreads BLAS = find_blas_threads()
 
 cdef enum:
     POSITIONS = 16                     # ξ = 0 … 15 in the 4 × 4 transformed tile: one GEMM each
-    SLOT_ALIGNMENT = 64                # bytes: U and each thread's slot start on their own cache line
     BLOCK_BYTES = 512 * 1024           # a block's V + M (bytes): half the L2 cache of a core (see block_tiles)
     MAX_RUN = 32                       # tiles of one tile row transformed at a time (local arrays on the stack)
     MIN_BLOCK_TILES = 16               # block sizes are multiples of 16 tiles: the M-unroll of OpenBLAS's sgemm
@@ -310,10 +310,6 @@ cdef void run_batch(const Plan* p, const real* x, const real* u, const real* bia
 # ----------------------------------------------------------------------------------------------------------------
 # geometry, sizes and the rules (Python level, once per call or at compile time)
 
-def _aligned(nbytes):
-    return (nbytes + SLOT_ALIGNMENT - 1) // SLOT_ALIGNMENT * SLOT_ALIGNMENT
-
-
 def normalize_padding(padding):
     """((pt, pb), (pl, pr)) from an int, (ph, pw) or ((pt, pb), (pl, pr))."""
     if isinstance(padding, (int, np.integer)):
@@ -383,9 +379,9 @@ cdef int make_plan(str kernel, tuple in_shape, tuple w_shape, tuple out_shape, t
     p.block_tiles = block_tiles(p.channels, p.kernels, itemsize, max(p.tiles, 1))
     p.blocks = (p.tiles + p.block_tiles - 1) // p.block_tiles
     p.v_offset = 0
-    p.m_offset = _aligned(POSITIONS * p.channels * p.block_tiles * itemsize)
-    p.slot_bytes = p.m_offset + _aligned(POSITIONS * p.kernels * p.block_tiles * itemsize)
-    p.u_bytes = _aligned(POSITIONS * p.channels * p.kernels * itemsize)
+    p.m_offset = aligned(POSITIONS * p.channels * p.block_tiles * itemsize)
+    p.slot_bytes = p.m_offset + aligned(POSITIONS * p.kernels * p.block_tiles * itemsize)
+    p.u_bytes = aligned(POSITIONS * p.channels * p.kernels * itemsize)
     p.threads = 1
     return 0
 
